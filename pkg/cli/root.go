@@ -1,0 +1,41 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/kpaas/kpaas/pkg/cmd/version"
+	"github.com/kpaas/kpaas/pkg/cmdutil"
+)
+
+// NewRootCmd builds the kpaas command tree.
+func NewRootCmd(f *cmdutil.Factory) *cobra.Command {
+	g := f.Globals
+	root := &cobra.Command{
+		Use:   "kpaas <command> [flags]",
+		Short: "Deploy and keep alive K-PaaS platforms from BOSH manifests, without a director",
+		Long: `kpaas reads BOSH v2 manifests, ops files and vars, plans the change, drives the
+IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SSH.`,
+		Example: `  kpaas interpolate manifest.yml -o ops.yml -l vars.yml
+  kpaas deploy -d cf manifest.yml
+  kpaas vms -d cf --json`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       f.Version,
+		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			f.IO.SetNoColor(g.NoColor || !f.IO.ColorEnabled())
+		},
+	}
+	root.SetVersionTemplate("kpaas version {{.Version}}\n")
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.Deployment, "deployment", "d", "", "Deployment `name`")
+	pf.StringVar(&g.State, "state", "", "State `location`: a directory (SQLite) or postgres://... (default ~/.kpaas, or $KPAAS_STATE)")
+	pf.BoolVar(&g.JSON, "json", false, "Print machine-readable JSON on stdout")
+	pf.BoolVarP(&g.NonInteractive, "non-interactive", "n", false, "Do not ask for confirmation")
+	pf.BoolVar(&g.NoColor, "no-color", false, "Do not use colour (also: NO_COLOR)")
+	pf.StringVar(&g.LogLevel, "log-level", "", "Debug log `level`: debug, info, warn, error (also: KPAAS_LOG_LEVEL)")
+	pf.StringVar(&g.LogFile, "log-file", "", "Write debug logs to `file`")
+
+	root.AddCommand(version.NewCmdVersion(f, nil))
+	// Register new commands here, one line each, in alphabetical order.
+	return root
+}

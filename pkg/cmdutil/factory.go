@@ -1,0 +1,31 @@
+// Package cmdutil holds what every command package shares: the Factory that
+// hands a command its streams, global options and clock, and the typed errors
+// that pkg/cli maps to exit codes. It must not import concrete domain drivers.
+package cmdutil
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/kpaas/kpaas/pkg/ui"
+)
+
+// GlobalOptions are the root command's persistent flags.
+type GlobalOptions struct {
+	Deployment     string // -d/--deployment
+	State          string // --state (or KPAAS_STATE)
+	JSON           bool   // --json
+	NonInteractive bool   // -n/--non-interactive
+	NoColor        bool   // --no-color
+	LogLevel       string // --log-level (or KPAAS_LOG_LEVEL)
+	LogFile        string // --log-file
+}
+
+// Factory gives commands what they need, lazily where it costs something.
+type Factory struct {
+	IO      *ui.IOStreams
+	Globals *GlobalOptions
+	Logger  func() *slog.Logger
+	Now     func() time.Time
+	Version string
+}
