@@ -45,6 +45,24 @@ func (n *Network) TypeOrDefault() string {
 	return n.Type
 }
 
+// SubnetsIn returns the subnets serving az (all subnets when none names an az).
+func (n *Network) SubnetsIn(az string) []*Subnet {
+	var out, unzoned []*Subnet
+	for i := range n.Subnets {
+		s := &n.Subnets[i]
+		z := s.Zones()
+		if len(z) == 0 {
+			unzoned = append(unzoned, s)
+		} else if contains(z, az) {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return unzoned
+	}
+	return out
+}
+
 // Subnet is a subnet of a network.
 type Subnet struct {
 	Meta            Meta           `yaml:"-"`

@@ -32,6 +32,46 @@ func (m *Manifest) IsCreateEnv() bool {
 	return m.CloudProvider != nil || m.Meta.Has("cloud_provider") || len(m.ResourcePools) > 0 || m.Meta.Has("resource_pools")
 }
 
+// InstanceGroup returns the group named name, or nil.
+func (m *Manifest) InstanceGroup(name string) *InstanceGroup {
+	for i := range m.InstanceGroups {
+		if m.InstanceGroups[i].Name == name {
+			return &m.InstanceGroups[i]
+		}
+	}
+	return nil
+}
+
+// Release returns the release named name, or nil.
+func (m *Manifest) Release(name string) *Release {
+	for i := range m.Releases {
+		if m.Releases[i].Name == name {
+			return &m.Releases[i]
+		}
+	}
+	return nil
+}
+
+// Stemcell returns the stemcell with the given alias, or nil.
+func (m *Manifest) Stemcell(alias string) *Stemcell {
+	for i := range m.Stemcells {
+		if m.Stemcells[i].Alias == alias {
+			return &m.Stemcells[i]
+		}
+	}
+	return nil
+}
+
+// UpdateFor is the update block that applies to g: the deployment's, overridden
+// key by key by the group's.
+func (m *Manifest) UpdateFor(g *InstanceGroup) Update {
+	var u Update
+	if m.Update != nil {
+		u = *m.Update
+	}
+	return u.Merge(g.Update)
+}
+
 // Features is the manifest's features block.
 type Features struct {
 	Meta                 Meta  `yaml:"-"`

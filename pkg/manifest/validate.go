@@ -337,7 +337,7 @@ func (m *Manifest) validateGroup(ps *problems, g *InstanceGroup, createEnv bool,
 	if g.Update != nil {
 		ps.updateValues(g.Update)
 	}
-	if !createEnv {
+	if !createEnv && !gm.IsVar("update") && !m.Meta.IsVar("update") {
 		eff := global.Merge(g.Update)
 		var missing []string
 		if eff.Canaries == nil && !global.Meta.IsVar("canaries") && (g.Update == nil || !g.Update.Meta.IsVar("canaries")) {

@@ -198,6 +198,8 @@ func TestManifestProblems(t *testing.T) {
 			}},
 		{"group update fills the gap", []string{"  max_in_flight: 25%\n", "", "- name: nats\n  azs", "- name: nats\n  update: {max_in_flight: 2}\n  azs", "- name: router\n", "- name: router\n  update: {max_in_flight: 1}\n", "- name: smoke-tests\n", "- name: smoke-tests\n  update: {max_in_flight: 100%}\n"},
 			nil},
+		{"group update given by a placeholder", []string{"  max_in_flight: 25%\n", "", "- name: nats\n  azs", "- name: nats\n  update: ((nats_update))\n  azs", "- name: router\n", "- name: router\n  update: ((u))\n"},
+			[]want{{"- name: smoke-tests", "instance_groups[2] (smoke-tests)", "update max_in_flight not set"}}},
 		{"lifecycle unknown", []string{"lifecycle: errand", "lifecycle: cron"},
 			[]want{{"lifecycle: cron", "instance_groups[2] (smoke-tests).lifecycle", `"cron" is not valid (expected service or errand)`}}},
 		{"duplicate group", []string{"- name: smoke-tests", "- name: nats"},
@@ -410,6 +412,7 @@ func TestPlaceholdersAreNotErrors(t *testing.T) {
 		"  - name: default\n  - name: public", "  - name: ((private_network))\n  - name: ((public_network))",
 		"stemcells:\n- alias: default", "stemcells:\n- alias: ((stemcell_alias))",
 		"networks: [{name: default}]", "networks: [((smoke_network))]",
+		"- name: smoke-tests\n", "- name: smoke-tests\n  update: ((smoke_update))\n",
 	)
 	m, w, err := ParseManifest("demo.yml", []byte(doc))
 	require.NoError(t, err)
@@ -585,7 +588,8 @@ func TestManifestModel(t *testing.T) {
 	assert.Equal(t, 0, *r.Env.Bosh.SwapSize)
 	assert.Equal(t, "200m", r.Env.Bosh.JobDir.TmpfsSize)
 
-	eff := m.Update.Merge(r.Update)
+	eff := m.UpdateFor(m.InstanceGroup("router"))
+	assert.Equal(t, m.Update.Merge(r.Update), eff)
 	assert.Equal(t, CountOrPercent{N: 50, Percent: true}, *eff.Canaries)
 	assert.Equal(t, CountOrPercent{N: 25, Percent: true}, *eff.MaxInFlight)
 	assert.True(t, eff.IsSerial())
@@ -595,6 +599,17 @@ func TestManifestModel(t *testing.T) {
 	assert.Equal(t, LifecycleErrand, m.InstanceGroups[2].LifecycleOrDefault())
 	assert.Equal(t, LifecycleService, r.LifecycleOrDefault())
 	assert.Equal(t, "ubuntu-jammy", m.StemcellOS("default"))
+	assert.Equal(t, "latest", m.Release("routing").Version)
+	assert.Equal(t, "ubuntu-jammy", m.Stemcell("default").OS)
+	assert.Nil(t, m.InstanceGroup("nope"))
+
+	cc, _, err := ParseCloudConfig("cloud.yml", []byte(baseCloud))
+	require.NoError(t, err)
+	sub := cc.Network("default").SubnetsIn("z2")
+	require.Len(t, sub, 1)
+	assert.Equal(t, "10.0.2.0/24", sub[0].Range)
+	assert.Len(t, cc.Network("backend").SubnetsIn("z1"), 1)
+	assert.Len(t, cc.Network("dhcp").SubnetsIn("z3"), 0)
 }
 
 func TestYAMLAnchorsAndMerge(t *testing.T) {
