@@ -81,9 +81,12 @@ func TestCountOrPercent(t *testing.T) {
 		{"1", 5, 1, 1},
 		{"10", 5, 5, 10},  // canaries capped at size; an integer max_in_flight is not
 		{"0", 5, 0, 1},    // max_in_flight never below 1
-		{"25%", 10, 3, 3}, // 2.5 rounds half away from zero, as Ruby's round
-		{"25%", 2, 1, 1},  // 0.5 -> 1
-		{"10%", 3, 0, 1},  // 0.3 -> 0, max_in_flight floored at 1
+		{"25%", 10, 2, 2}, // 250/100: the director floors (integer division)
+		{"25%", 2, 0, 1},  // 0.5 -> 0, max_in_flight floored at 1
+		{"33%", 10, 3, 3}, // 3.3 -> 3
+		{"99%", 10, 9, 9}, // 9.9 -> 9
+		{"150%", 4, 4, 4}, // a percentage is capped at the size
+		{"0%", 4, 0, 1},
 		{"100%", 7, 7, 7},
 		{" 50 % ", 4, 2, 2},
 	} {
@@ -117,6 +120,21 @@ func TestWatchTime(t *testing.T) {
 	assert.Equal(t, 30*time.Second, w.MaxDuration())
 	assert.Equal(t, "1000-30000", w.String())
 	assert.Equal(t, 29*time.Second/9, w.PollInterval())
+	sched := w.Schedule()
+	require.Len(t, sched, 10, "min, then 9 steps")
+	assert.Equal(t, time.Second, sched[0])
+	var total time.Duration
+	for _, d := range sched {
+		total += d
+	}
+	assert.InDelta(t, float64(30*time.Second), float64(total), float64(time.Millisecond))
+	w, _ = ParseWatchTime("5000-1200000")
+	sched = w.Schedule()
+	assert.Equal(t, 5*time.Second, sched[0])
+	assert.Len(t, sched, 1+1195000/15000, "15 s steps: floor(1195 s / 15 s) = 79")
+	assert.Equal(t, 15*time.Second, sched[1])
+	w, _ = ParseWatchTime("3000")
+	assert.Equal(t, []time.Duration{3 * time.Second}, w.Schedule(), "a single number: wait, then check once")
 	w, _ = ParseWatchTime("5000-1200000")
 	assert.Equal(t, 15*time.Second, w.PollInterval(), "clamped to 15 s")
 	w, _ = ParseWatchTime("3000")

@@ -2,7 +2,6 @@ package manifest
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -119,34 +118,26 @@ func (c CountOrPercent) String() string {
 	return strconv.Itoa(c.N)
 }
 
-// Of resolves the value against a group of size instances the way the director's
-// NumericalValueCalculator does: a percentage of the size, rounded half away
-// from zero; the result is capped at size.
-func (c CountOrPercent) Of(size int) int {
-	n := c.N
-	if c.Percent {
-		n = int(math.Round(float64(size) * float64(c.N) / 100))
+// value is the director's NumericalValueCalculator: an integer as written; a
+// percentage of size with integer division (floored: 25% of 10 is 2), capped
+// at size.
+func (c CountOrPercent) value(size int) int {
+	if !c.Percent {
+		return c.N
 	}
-	if n > size {
-		n = size
-	}
-	if n < 0 {
-		n = 0
-	}
-	return n
+	return min(c.N*size/100, size)
 }
 
-// MaxInFlight resolves max_in_flight for a group (or AZ) of size instances:
-// like Of, but never below 1.
+// Of resolves the value against a group of size instances, capped at size and
+// never negative.
+func (c CountOrPercent) Of(size int) int {
+	return max(0, min(c.value(size), size))
+}
+
+// MaxInFlight resolves max_in_flight for a group (or AZ) of size instances as
+// the director does: never below 1 (so 0 and 0% mean 1).
 func (c CountOrPercent) MaxInFlight(size int) int {
-	n := c.N
-	if c.Percent {
-		n = int(math.Round(float64(size) * float64(c.N) / 100))
-	}
-	if n < 1 {
-		n = 1
-	}
-	return n
+	return max(1, c.value(size))
 }
 
 // Canaries resolves canaries for a group of size instances (0 is allowed).
@@ -202,6 +193,20 @@ func (w WatchTime) String() string {
 // MinDuration and MaxDuration give the range as durations.
 func (w WatchTime) MinDuration() time.Duration { return time.Duration(w.Min) * time.Millisecond }
 func (w WatchTime) MaxDuration() time.Duration { return time.Duration(w.Max) * time.Millisecond }
+
+// Schedule is the director's watch schedule (DIR:starter.rb watch_schedule):
+// sleep Min first, then poll every step until Max, where step is (Max-Min)/9
+// clamped to 1-15 s. The engine sleeps each entry in turn and checks the
+// instance after each; after the last one it gives up.
+func (w WatchTime) Schedule() []time.Duration {
+	delta := float64(w.Max - w.Min)
+	step := min(max(1000, delta/9), 15000)
+	out := []time.Duration{w.MinDuration()}
+	for i := 0; i < int(delta/step); i++ {
+		out = append(out, time.Duration(step*float64(time.Millisecond)))
+	}
+	return out
+}
 
 // PollInterval is how often the director polls get_state while waiting in the
 // window: (max-min)/9 clamped to 1-15 s (DIR:starter.rb watch_schedule).

@@ -178,18 +178,10 @@ func keys(m map[string]int) []string {
 	return out
 }
 
+// updateValues checks what parsing could not: the strategies. Counts are not
+// range-checked, as in the director (max_in_flight 0 or 0% means 1, a
+// percentage over 100% is capped at the group size).
 func (ps *problems) updateValues(u *Update) {
-	if u.MaxInFlight != nil {
-		if !u.MaxInFlight.Percent && u.MaxInFlight.N < 1 {
-			ps.at(u.Meta, "max_in_flight", "must be at least 1 (or a percentage such as 25%%)")
-		}
-		if u.MaxInFlight.Percent && (u.MaxInFlight.N < 1 || u.MaxInFlight.N > 100) {
-			ps.at(u.Meta, "max_in_flight", "%s is not a percentage between 1%% and 100%%", u.MaxInFlight)
-		}
-	}
-	if u.Canaries != nil && u.Canaries.Percent && u.Canaries.N > 100 {
-		ps.at(u.Meta, "canaries", "%s is more than 100%%", u.Canaries)
-	}
 	ps.oneOf(u.Meta, "vm_strategy", u.VMStrategy, VMStrategyDeleteCreate, VMStrategyCreateSwapDelete)
 	ps.oneOf(u.Meta, "initial_deploy_az_update_strategy", u.InitialDeployAZUpdateStrategy, AZUpdateSerial, AZUpdateParallel)
 }

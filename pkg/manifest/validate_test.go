@@ -184,10 +184,9 @@ func TestManifestProblems(t *testing.T) {
 			[]want{{"static_ips: [10.0.1.10, 10.0.1.10]", "instance_groups[0] (nats).networks[0] (default).static_ips[1]", "10.0.1.10 is listed twice"}}},
 		{"static IPs on a dynamic network", []string{"networks: [{name: default}]", "networks: [{name: dhcp, static_ips: [10.0.1.11]}]"},
 			[]want{{"networks: [{name: dhcp", "instance_groups[2] (smoke-tests).networks[0] (dhcp).static_ips", `network "dhcp" is dynamic`}}},
-		{"max_in_flight zero", []string{"max_in_flight: 25%", "max_in_flight: 0"},
-			[]want{{"max_in_flight: 0", "update.max_in_flight", "must be at least 1"}}},
-		{"max_in_flight over 100%", []string{"max_in_flight: 25%", "max_in_flight: 150%"},
-			[]want{{"max_in_flight: 150%", "update.max_in_flight", "150% is not a percentage between 1% and 100%"}}},
+		{"max_in_flight zero is one, as in the director", []string{"max_in_flight: 25%", "max_in_flight: 0"}, nil},
+		{"initial_deploy_az_update_strategy unknown", []string{"serial: false", "serial: false\n  initial_deploy_az_update_strategy: all"},
+			[]want{{"initial_deploy_az_update_strategy: all", "update.initial_deploy_az_update_strategy", `"all" is not valid (expected serial or parallel)`}}},
 		{"vm_strategy unknown", []string{"serial: false", "serial: false\n  vm_strategy: blue-green"},
 			[]want{{"vm_strategy: blue-green", "update.vm_strategy", `"blue-green" is not valid (expected delete-create or create-swap-delete)`}}},
 		{"update block without max_in_flight", []string{"  max_in_flight: 25%\n", ""},
@@ -442,10 +441,11 @@ func TestParseTypeProblems(t *testing.T) {
 		"update_watch_time: 5000", "update_watch_time: soon",
 		"vm_extensions: [lb]", "vm_extensions: lb",
 		"persistent_disk_type: 10GB", "persistent_disk: {size: 10}",
+		"max_in_flight: 25%", "max_in_flight: all",
 	)
 	_, _, err := ParseManifest("demo.yml", []byte(doc))
 	ps := Problems(err)
-	require.Len(t, ps, 6, "%v", err)
+	require.Len(t, ps, 7, "%v", err)
 	byPath := map[string]*Problem{}
 	for _, p := range ps {
 		byPath[p.Path] = p
@@ -457,6 +457,7 @@ func TestParseTypeProblems(t *testing.T) {
 		"update.update_watch_time":                  {"update_watch_time: soon", `expected milliseconds as a number or a range such as 1000-30000, got "soon"`},
 		"instance_groups[1] (router).vm_extensions": {"vm_extensions: lb", `expected a list, got "lb"`},
 		"instance_groups[0] (nats).persistent_disk": {"persistent_disk: {size", "expected an integer, got a map"},
+		"update.max_in_flight":                      {"max_in_flight: all", `expected an integer or a percentage such as 25%, got "all"`},
 	} {
 		p := byPath[path]
 		if assert.NotNil(t, p, path) {
