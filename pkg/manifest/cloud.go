@@ -74,7 +74,8 @@ type Subnet struct {
 	Static          []string       `yaml:"static"`   // the only IPs allowed as static_ips
 	AZ              string         `yaml:"az"`
 	AZs             []string       `yaml:"azs"`
-	Prefix          string         `yaml:"prefix"` // prefix delegation length
+	Prefix          string         `yaml:"prefix"`       // prefix delegation length
+	NetmaskBits     int            `yaml:"netmask_bits"` // optional, passed to the CPI
 	CloudProperties map[string]any `yaml:"cloud_properties"`
 }
 

@@ -66,6 +66,11 @@ func TestSubnetIPs(t *testing.T) {
 	// 256 addresses = restricted 16 + static 10 + dynamic 230
 	assert.Equal(t, 256, p.Restricted.Len()+p.Static.Len()+p.Dynamic.Len())
 
+	v6, err := (&Subnet{Range: "fd00::/120", Gateway: "fd00::1"}).IPs()
+	require.NoError(t, err)
+	assert.Equal(t, "fd00::-fd00::1, fd00::ff", v6.Restricted.String(), "the last address is restricted for IPv6 too, as in the director")
+	assert.Equal(t, 253, v6.Dynamic.Len())
+
 	_, err = (&Subnet{Range: "((cidr))"}).IPs()
 	assert.Error(t, err)
 	assert.True(t, (&Subnet{Range: "((cidr))"}).HasVars())

@@ -217,8 +217,8 @@ type SubnetIPs struct {
 	Gateway  netip.Addr
 	Reserved *IPSet // as written, clipped to the range
 	Static   *IPSet // as written
-	// Restricted holds what is never handed out: the network address, the IPv4
-	// broadcast address, the gateway and the reserved entries.
+	// Restricted holds what is never handed out: the first (network) and last
+	// (broadcast) addresses, the gateway and the reserved entries.
 	Restricted *IPSet
 	// Dynamic is what the director allocates automatically: the range minus
 	// Restricted and Static.
@@ -237,11 +237,11 @@ func (s *Subnet) IPs() (*SubnetIPs, error) {
 	all := &IPSet{}
 	lo, hi, _ := prefixBounds(rng)
 	all.AddRange(lo, hi)
+	// As the director: the first and the last address of the range are never
+	// assigned (for IPv6 too).
 	restricted := &IPSet{}
 	restricted.Add(lo)
-	if rng.Addr().Is4() && rng.Bits() < 31 {
-		restricted.Add(hi)
-	}
+	restricted.Add(hi)
 	if s.Gateway != "" {
 		gw, err := netip.ParseAddr(strings.TrimSpace(s.Gateway))
 		if err != nil {

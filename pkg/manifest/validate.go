@@ -3,6 +3,7 @@ package manifest
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -568,15 +569,9 @@ func (m *Manifest) ValidateCloud(cc *CloudConfig) error {
 			if n.TypeOrDefault() == NetworkDynamic && (len(gn.StaticIPs) > 0 || gn.Meta.IsVar("static_ips")) {
 				ps.at(gn.Meta, "static_ips", "network %q is dynamic: the IaaS assigns its IPs, static_ips are not allowed", gn.Name)
 			}
-			// every az of the group needs a subnet of this network
-			zoned := false
-			for _, s := range n.Subnets {
-				if len(s.Zones()) > 0 || s.Meta.IsVar("azs") || s.Meta.IsVar("az") {
-					zoned = true
-				}
-			}
-			if !zoned {
-				continue
+			// every az of the group needs a subnet of this network in that az
+			if len(n.Subnets) == 0 {
+				continue // a dynamic network without subnets serves every az
 			}
 			for _, az := range g.AZs {
 				if HasVar(az) {
@@ -584,7 +579,7 @@ func (m *Manifest) ValidateCloud(cc *CloudConfig) error {
 				}
 				found := false
 				for _, s := range n.Subnets {
-					if contains(s.Zones(), az) || s.Meta.IsVar("azs") || s.Meta.IsVar("az") || HasVar(s.AZ) {
+					if s.Meta.IsPlaceholder() || contains(s.Zones(), az) || s.Meta.IsVar("azs") || s.Meta.IsVar("az") || HasVar(s.AZ) || slices.ContainsFunc(s.AZs, HasVar) {
 						found = true
 						break
 					}

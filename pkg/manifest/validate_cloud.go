@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -87,25 +89,32 @@ func validateNetworks(ps *problems, nets []Network, azs map[string]int) {
 				continue
 			}
 			sm := s.Meta
-			if present(s.AZ) && (len(s.AZs) > 0 || sm.IsVar("azs")) {
+			if sm.Has("az") && sm.Has("azs") {
 				ps.at(sm, "azs", "give az or azs, not both")
+			} else if sm.Has("azs") && len(s.AZs) == 0 && !sm.IsVar("azs") {
+				ps.at(sm, "azs", "must not be empty (remove it, or list the subnet's azs)")
 			}
 			if azs != nil {
-				zones := s.Zones()
-				for k, z := range zones {
-					if HasVar(z) {
-						continue
-					}
-					if _, ok := azs[z]; !ok {
-						key := "azs"
-						if present(s.AZ) && k == 0 {
-							key = "az"
+				for _, key := range []string{"az", "azs"} {
+					zones := s.AZs
+					if key == "az" {
+						zones = nil
+						if present(s.AZ) {
+							zones = []string{s.AZ}
 						}
-						ps.at(sm, key, "az %q is not defined in azs (%s)", z, names(keys(azs)))
 					}
-				}
-				if len(azs) > 0 && len(zones) == 0 && !sm.IsVar("azs") && !sm.IsVar("az") && typ != NetworkVIP {
-					ps.at(sm, "", "az (or azs) is required when the cloud-config defines azs")
+					for k, z := range zones {
+						if HasVar(z) {
+							continue
+						}
+						if _, ok := azs[z]; !ok {
+							if key == "az" {
+								ps.at(sm, key, "az %q is not defined in azs (%s)", z, names(keys(azs)))
+							} else {
+								ps.item(sm, key, k, 0, "az %q is not defined in azs (%s)", z, names(keys(azs)))
+							}
+						}
+					}
 				}
 			}
 			if typ != NetworkManual {
@@ -131,16 +140,34 @@ func validateSubnetIPs(ps *problems, s *Subnet) {
 		ps.at(sm, "range", "%v", err)
 		return
 	}
+	lo, hi, _ := prefixBounds(rng)
+	if lo == hi {
+		ps.at(sm, "range", "range %s holds a single address; a subnet needs at least 2", rng)
+		return
+	}
+	restricted := &IPSet{}
+	restricted.Add(lo)
+	restricted.Add(hi)
 	if present(s.Gateway) && !HasVar(s.Gateway) {
-		ip, _, err := ParseIPEntry(s.Gateway)
-		lo, hi, _ := prefixBounds(rng)
+		ip, err := netip.ParseAddr(strings.TrimSpace(s.Gateway))
 		switch {
-		case err != nil || strings.ContainsAny(s.Gateway, "-/"):
+		case err != nil:
 			ps.at(sm, "gateway", "%q is not an IP address", s.Gateway)
 		case !rng.Contains(ip):
 			ps.at(sm, "gateway", "%s is outside the subnet range %s", ip, rng)
-		case ip == lo || (rng.Addr().Is4() && ip == hi && rng.Bits() < 31):
+		case ip == lo || ip == hi:
 			ps.at(sm, "gateway", "%s is the network or broadcast address of %s", ip, rng)
+		default:
+			restricted.Add(ip)
+		}
+	}
+	if present(s.Prefix) && !HasVar(s.Prefix) {
+		n, err := strconv.Atoi(strings.TrimSpace(s.Prefix))
+		switch {
+		case err != nil:
+			ps.at(sm, "prefix", "expected a prefix length such as 28, got %q", s.Prefix)
+		case n < rng.Bits() || n > rng.Addr().BitLen():
+			ps.at(sm, "prefix", "prefix /%d does not fit in the range %s", n, rng)
 		}
 	}
 	sets := map[string]*IPSet{}
@@ -150,7 +177,7 @@ func validateSubnetIPs(ps *problems, s *Subnet) {
 			list = s.Static
 		}
 		set := &IPSet{}
-		ok := true
+		ok := !sm.IsVar(key)
 		for k, e := range list {
 			if HasVar(e) {
 				ok = false
@@ -171,9 +198,12 @@ func validateSubnetIPs(ps *problems, s *Subnet) {
 			sets[key] = set
 		}
 	}
-	if r, st := sets["reserved"], sets["static"]; r != nil && st != nil && r.Intersects(st) {
-		overlap := st.Subtract(st.Subtract(r))
-		ps.at(sm, "static", "static IPs %s are also reserved; an address is either reserved or static", overlap)
+	if r := sets["reserved"]; r != nil {
+		restricted.AddSet(r)
+	}
+	if st := sets["static"]; st != nil && restricted.Intersects(st) {
+		overlap := st.Subtract(st.Subtract(restricted))
+		ps.at(sm, "static", "static IPs %s are reserved (or the network, broadcast or gateway address); an address is either reserved or static", overlap)
 	}
 }
 

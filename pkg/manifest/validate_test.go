@@ -278,6 +278,19 @@ func TestNetworkWithoutSubnetInAZ(t *testing.T) {
 	assert.Equal(t, `10.0.2.10 is not inside any subnet of network "default" (10.0.1.0/24)`, ps[1].Message)
 }
 
+// TestGroupAZWithoutZonedSubnet: a network whose subnets name no az cannot
+// place a group that has azs (the director fails at placement).
+func TestGroupAZWithoutZonedSubnet(t *testing.T) {
+	cloud := edit(t, baseCloud, "    azs: [z1, z2]\n", "")
+	cc, _, err := ParseCloudConfig("cloud.yml", []byte(cloud))
+	require.NoError(t, err)
+	require.NoError(t, cc.Validate(), "an unzoned subnet is fine on its own, as in the director")
+	doc := edit(t, baseManifest, "networks: [{name: default}]", "networks: [{name: backend}]")
+	ps := Problems(check(t, doc, cloud))
+	require.Len(t, ps, 1, "%v", ps)
+	assert.Equal(t, `network "backend" has no subnet in az "z1", one of the group's azs`, ps[0].Message)
+}
+
 func TestErrorFormat(t *testing.T) {
 	doc := edit(t, baseManifest, "vm_type: large\n  vm_extensions", "vm_type: tiny\n  vm_extensions", "lifecycle: errand", "lifecycle: cron")
 	err := check(t, doc, baseCloud)
@@ -317,9 +330,14 @@ func TestCloudConfigProblems(t *testing.T) {
 		{"bad range", []string{"range: 10.0.1.0/24", "range: 10.0.1.0/33"}, "range: 10.0.1.0/33", "networks[0] (default).subnets[0].range", `"10.0.1.0/33" is not a CIDR block`},
 		{"reserved outside range", []string{"reserved: [10.0.1.2 - 10.0.1.9]", "reserved: [10.0.1.2 - 10.0.1.9, 10.0.7.1]"}, "reserved: [10.0.1.2 - 10.0.1.9, 10.0.7.1]", "networks[0] (default).subnets[0].reserved[1]", "10.0.7.1 is outside the subnet range 10.0.1.0/24"},
 		{"bad reserved range", []string{"reserved: [10.0.1.2 - 10.0.1.9]", "reserved: [10.0.1.9 - 10.0.1.2]"}, "reserved: [10.0.1.9", "networks[0] (default).subnets[0].reserved[0]", "ends before it starts"},
-		{"static overlaps reserved", []string{"static: [10.0.1.10 - 10.0.1.20]", "static: [10.0.1.8 - 10.0.1.20]"}, "static: [10.0.1.8", "networks[0] (default).subnets[0].static", "static IPs 10.0.1.8-10.0.1.9 are also reserved"},
+		{"static overlaps reserved", []string{"static: [10.0.1.10 - 10.0.1.20]", "static: [10.0.1.8 - 10.0.1.20]"}, "static: [10.0.1.8", "networks[0] (default).subnets[0].static", "static IPs 10.0.1.8-10.0.1.9 are reserved"},
+		{"static holds the gateway", []string{"static: [10.0.2.10-10.0.2.20]", "static: [10.0.2.1, 10.0.2.10-10.0.2.20]"}, "static: [10.0.2.1,", "networks[0] (default).subnets[1].static", "static IPs 10.0.2.1 are reserved (or the network, broadcast or gateway address)"},
+		{"range of one address", []string{"range: 10.0.9.0/24", "range: 10.0.9.0/32"}, "range: 10.0.9.0/32", "networks[1] (backend).subnets[0].range", "holds a single address"},
+		{"prefix larger than the range", []string{"range: 10.0.9.0/24\n", "range: 10.0.9.0/24\n    prefix: 20\n"}, "prefix: 20", "networks[1] (backend).subnets[0].prefix", "prefix /20 does not fit in the range 10.0.9.0/24"},
 		{"subnet az not defined", []string{"az: z1\n    reserved", "az: z3\n    reserved"}, "az: z3", "networks[0] (default).subnets[0].az", `az "z3" is not defined in azs (defined: z1, z2)`},
-		{"subnet without az", []string{"    az: z1\n    reserved", "    reserved"}, "  - range: 10.0.1.0/24", "networks[0] (default).subnets[0]", "az (or azs) is required"},
+		{"subnet with az and azs", []string{"    az: z1\n    reserved", "    az: z1\n    azs: [z1]\n    reserved"}, "azs: [z1]\n    reserved: [10.0.1.2", "networks[0] (default).subnets[0].azs", "give az or azs, not both"},
+		{"subnet with empty azs", []string{"azs: [z1, z2]", "azs: []"}, "azs: []", "networks[1] (backend).subnets[0].azs", "must not be empty"},
+		{"subnet azs not defined", []string{"azs: [z1, z2]", "azs: [z1, z5]"}, "azs: [z1, z5]", "networks[1] (backend).subnets[0].azs[1]", `az "z5" is not defined in azs`},
 		{"disk_size zero", []string{"disk_size: 10240", "disk_size: 0"}, "disk_size: 0", "disk_types[0] (10GB).disk_size", "must be greater than 0"},
 		{"duplicate vm_type", []string{"- name: large\n", "- name: large\n- name: small\n"}, "- name: small\nvm_ext", "vm_types[2] (small).name", `vm_type "small" is defined twice (first at line 31)`},
 		{"compilation network undefined", []string{"network: default\n  vm_type", "network: internal\n  vm_type"}, "network: internal", "compilation.network", `"internal" is not defined in networks`},
