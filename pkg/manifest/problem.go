@@ -12,11 +12,11 @@ import (
 
 // Problem is one validation error or warning, located in a file.
 type Problem struct {
-	File    string
-	Line    int
-	Column  int
-	Path    string // YAML path, e.g. instance_groups[2] (router).vm_type
-	Message string
+	File    string `json:"file"`
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+	Path    string `json:"path,omitempty"` // YAML path, e.g. instance_groups[2] (router).vm_type
+	Message string `json:"message"`
 }
 
 func (p *Problem) Error() string {
