@@ -215,6 +215,29 @@ func (n GroupNetwork) IsDefaultFor(what string) bool {
 	return false
 }
 
+// DefaultNetworkFor names the group's network that is the default for what
+// ("dns" or "gateway"): the one listing it in default, else the only network
+// that is not a vip network (cc tells the network types; nil treats every
+// network as non-vip). It returns "" when there is no single answer.
+func (g *InstanceGroup) DefaultNetworkFor(what string, cc *CloudConfig) string {
+	var candidates []string
+	for _, n := range g.Networks {
+		if n.IsDefaultFor(what) {
+			return n.Name
+		}
+		if cc != nil {
+			if net := cc.Network(n.Name); net != nil && net.TypeOrDefault() == NetworkVIP {
+				continue
+			}
+		}
+		candidates = append(candidates, n.Name)
+	}
+	if len(candidates) == 1 {
+		return candidates[0]
+	}
+	return ""
+}
+
 // MigratedFrom renames a group (or merges per-AZ groups) keeping its disks.
 type MigratedFrom struct {
 	Meta Meta   `yaml:"-"`

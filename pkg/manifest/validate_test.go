@@ -593,6 +593,8 @@ func TestManifestModel(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, w)
 	require.NoError(t, check(t, doc, baseCloud))
+	cc, _, err := ParseCloudConfig("cloud.yml", []byte(baseCloud))
+	require.NoError(t, err)
 	r := m.InstanceGroups[1]
 	job := r.Jobs[0]
 	assert.Equal(t, "nats-tls", job.Consumes["nats"].From)
@@ -621,9 +623,10 @@ func TestManifestModel(t *testing.T) {
 	assert.Equal(t, "latest", m.Release("routing").Version)
 	assert.Equal(t, "ubuntu-jammy", m.Stemcell("default").OS)
 	assert.Nil(t, m.InstanceGroup("nope"))
+	assert.Equal(t, "default", r.DefaultNetworkFor("gateway", cc), "public is a vip network")
+	assert.Equal(t, "", r.DefaultNetworkFor("gateway", nil), "without the cloud-config two networks are ambiguous")
+	assert.Equal(t, "default", m.InstanceGroups[0].DefaultNetworkFor("dns", nil))
 
-	cc, _, err := ParseCloudConfig("cloud.yml", []byte(baseCloud))
-	require.NoError(t, err)
 	sub := cc.Network("default").SubnetsIn("z2")
 	require.Len(t, sub, 1)
 	assert.Equal(t, "10.0.2.0/24", sub[0].Range)
