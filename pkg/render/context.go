@@ -220,6 +220,11 @@ func (l LinkView) IfP(names ...string) bool {
 }
 
 func linkView(l *Link) LinkView {
+	l.viewOnce.Do(func() { l.view = buildLinkView(l) })
+	return l.view
+}
+
+func buildLinkView(l *Link) LinkView {
 	insts := make([]any, len(l.Instances))
 	for i, in := range l.Instances {
 		addrs := map[string]any{}

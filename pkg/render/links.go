@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/kpaas/kpaas/pkg/manifest"
 	"github.com/kpaas/kpaas/pkg/release"
@@ -56,6 +57,9 @@ type Link struct {
 	// Address is the BOSH DNS query address of the providing group
 	// (q-s0.<group>.<network>.<deployment>.<domain>).
 	Address string
+
+	viewOnce sync.Once
+	view     LinkView // what templates see, built once: a link is shared by every consumer instance
 }
 
 // LinkInstance is one providing instance.
