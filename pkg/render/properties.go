@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kpaas/kpaas/pkg/manifest"
 	"github.com/kpaas/kpaas/pkg/release"
 )
 
@@ -179,4 +180,14 @@ func copyValue(v any) any {
 		return out
 	}
 	return v
+}
+
+// SourcesFor gathers the property sources of job j of instance group g in
+// manifest m (the manifest after interpolation).
+func SourcesFor(m *manifest.Manifest, g *manifest.InstanceGroup, j *manifest.Job) PropertySources {
+	s := PropertySources{Job: j.Properties, Group: g.Properties}
+	if m != nil {
+		s.Global = m.Properties
+	}
+	return s
 }

@@ -353,3 +353,26 @@ func TestResolveLinks(t *testing.T) {
 		assert.ErrorContains(t, err, "provides link 'db' with property 'port', which its job spec does not declare")
 	})
 }
+
+func TestSourcesForManifest(t *testing.T) {
+	data := []byte(`
+name: demo
+properties: {port: 1, greeting: global}
+instance_groups:
+- name: a
+  properties: {greeting: group}
+  jobs:
+  - {name: web, release: r}
+  - {name: web2, release: r, properties: {}}
+`)
+	m, _, err := manifest.ParseManifest("demo.yml", data)
+	require.NoError(t, err)
+	spec := mustSpec(t, "name: web\nproperties: {port: {default: 80}, greeting: {}}\n")
+	g := m.InstanceGroup("a")
+	got, err := BindProperties(spec, SourcesFor(m, g, &g.Jobs[0]))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"port": 1, "greeting": "group"}, got)
+	got, err = BindProperties(spec, SourcesFor(m, g, &g.Jobs[1]))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"port": 80, "greeting": nil}, got, "an empty job block hides group and global properties")
+}
