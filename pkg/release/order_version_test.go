@@ -1,6 +1,8 @@
 package release
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -95,4 +97,69 @@ func TestNextVersionsFromIndices(t *testing.T) {
 	assert.Equal(t, "3+dev.1", next(false))
 	var exists *ErrVersionExists
 	require.ErrorAs(t, RecordRelease(dir, &Manifest{Name: "r", Version: "3"}, true), &exists)
+}
+
+// Property: for random acyclic graphs every package comes after its
+// dependencies and layers hold only packages whose dependencies are earlier.
+func TestDependencyLayersRandomDAGs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := 0; round < 200; round++ {
+		n := 1 + rng.IntN(30)
+		nodes := make([]PackageNode, n)
+		for i := range nodes {
+			nodes[i].Name = fmt.Sprintf("p%02d", i)
+			for j := 0; j < i; j++ {
+				if rng.IntN(4) == 0 {
+					nodes[i].Dependencies = append(nodes[i].Dependencies, fmt.Sprintf("p%02d", j))
+				}
+			}
+		}
+		rng.Shuffle(n, func(a, b int) { nodes[a], nodes[b] = nodes[b], nodes[a] })
+		layers, err := DependencyLayers(nodes)
+		require.NoError(t, err)
+		layerOf := map[string]int{}
+		total := 0
+		for li, l := range layers {
+			for _, name := range l {
+				layerOf[name] = li
+				total++
+			}
+		}
+		require.Equal(t, n, total)
+		for _, nd := range nodes {
+			for _, d := range nd.Dependencies {
+				assert.Less(t, layerOf[d], layerOf[nd.Name], "%s needs %s", nd.Name, d)
+			}
+		}
+		// A back edge from the first package to the last makes a cycle that is named.
+		if n > 1 {
+			var first, last *PackageNode
+			for i := range nodes {
+				if nodes[i].Name == "p00" {
+					first = &nodes[i]
+				}
+			}
+			for i := range nodes {
+				for _, d := range nodes[i].Dependencies {
+					if d == "p00" {
+						last = &nodes[i]
+					}
+				}
+			}
+			if last != nil {
+				first.Dependencies = append(first.Dependencies, last.Name)
+				_, err := DependencyLayers(nodes)
+				var ce *CycleError
+				require.ErrorAs(t, err, &ce)
+				assert.Equal(t, ce.Cycle[0], ce.Cycle[len(ce.Cycle)-1])
+				deps := map[string][]string{}
+				for _, nd := range nodes {
+					deps[nd.Name] = nd.Dependencies
+				}
+				for i := 0; i+1 < len(ce.Cycle); i++ {
+					assert.Contains(t, deps[ce.Cycle[i]], ce.Cycle[i+1], "cycle edge %s -> %s exists", ce.Cycle[i], ce.Cycle[i+1])
+				}
+			}
+		}
+	}
 }

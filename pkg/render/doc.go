@@ -13,6 +13,21 @@
 // ERB engine registered by issue 12 (ruby following the director's contract);
 // until one is registered they fail with ErrNoEngine.
 //
+// In Go templates the vocabulary reads:
+//
+//	port: {{ p "port" }}                      # spec default when the manifest has none
+//	name: {{ p "name" "fallback" }}           # explicit default
+//	{{ if if_p "tls.cert" }}cert: {{ p "tls.cert" }}{{ end }}   # if_p is a boolean: all set (false counts as set)
+//	{{ range (link "db").instances }}{{ .address }}:{{ (link "db").P "port" }} {{ end }}
+//	{{ if if_link "cache" }}cache: {{ (link "cache").address }}{{ end }}
+//	id: {{ spec.id }} ip: {{ spec.networks.default.ip }} az: {{ spec.az }}
+//	{{ json (p "settings") }}  {{ join "," (p "list") }}
+//
+// `.` is the spec hash too ({{ .address }}), and a key that does not exist is an
+// error, so a typo fails the render instead of printing "<no value>". A monit
+// file is a Go template unless it carries ERB tags (<%), then it goes to the
+// .erb engine, as BOSH renders monit files with ERB.
+//
 // The package does no network or state I/O; it must not import the state store,
 // the engine, agent clients or any CPI.
 package render

@@ -129,3 +129,12 @@ func (r *Renderer) EngineFor(src string) Engine {
 	}
 	return r.Default
 }
+
+// monitEngine renders a monit file: BOSH renders monit as ERB, so one that
+// carries ERB tags goes to the .erb engine; any other is a Go template.
+func (r *Renderer) monitEngine(content []byte) Engine {
+	if bytes.Contains(content, []byte("<%")) {
+		return r.EngineFor("monit.erb")
+	}
+	return r.Default
+}

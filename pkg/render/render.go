@@ -159,7 +159,7 @@ func (r *Renderer) renderJob(in Instance, j JobInput, refs []JobTemplateRef) (*R
 	rj := &RenderedJob{Name: c.Name}
 	var errs []error
 	if len(c.Monit) > 0 {
-		monit, err := r.Default.Render("monit", c.Monit, ctx)
+		monit, err := r.monitEngine(c.Monit).Render("monit", c.Monit, ctx)
 		if err != nil {
 			errs = append(errs, newTemplateError(in, c.Name, "monit", err))
 		}

@@ -376,3 +376,14 @@ instance_groups:
 	require.NoError(t, err)
 	assert.Equal(t, map[string]any{"port": 80, "greeting": nil}, got, "an empty job block hides group and global properties")
 }
+
+func TestMonitWithERBGoesToTheERBEngine(t *testing.T) {
+	job := &release.JobContent{Name: "j", Spec: mustSpec(t, "name: j\n"), Monit: []byte("check process j <%= spec.index %>")}
+	r := NewRenderer()
+	_, err := r.RenderInstance(webInstance(), []JobInput{{Content: job}})
+	require.ErrorIs(t, err, ErrNoEngine)
+	r.Register(".erb", upperEngine{})
+	out, err := r.RenderInstance(webInstance(), []JobInput{{Content: job}})
+	require.NoError(t, err)
+	assert.Equal(t, "CHECK PROCESS J <%= SPEC.INDEX %> WEB_TIER", string(out.Jobs[0].Monit))
+}
