@@ -84,6 +84,7 @@ type TemplateError struct {
 	Template string
 	Line     int
 	Err      error
+	Others   int // further instances of the group that failed the same way
 }
 
 func (e *TemplateError) Error() string {
@@ -91,7 +92,11 @@ func (e *TemplateError) Error() string {
 	if e.Line > 0 {
 		loc = fmt.Sprintf(" line %d", e.Line)
 	}
-	return fmt.Sprintf("rendering job '%s' in instance group '%s' (%s): template '%s'%s: %s", e.Job, e.Group, e.Instance, e.Template, loc, e.Err)
+	inst := e.Instance
+	if e.Others > 0 {
+		inst = fmt.Sprintf("%s and %d more", inst, e.Others)
+	}
+	return fmt.Sprintf("rendering job '%s' in instance group '%s' (%s): template '%s'%s: %s", e.Job, e.Group, inst, e.Template, loc, e.Err)
 }
 func (e *TemplateError) Unwrap() error { return e.Err }
 
