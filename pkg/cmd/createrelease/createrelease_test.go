@@ -204,3 +204,35 @@ func TestCreateReleaseBadDir(t *testing.T) {
 	_, _, err = run(t, false, empty)
 	require.ErrorContains(t, err, "no release name")
 }
+
+func TestPrintRelease(t *testing.T) {
+	ios, _, out, _ := ui.Test()
+	fp := strings.Repeat("ab", 32)
+	v := releaseView{Name: "r", Version: "1+dev.2", CommitHash: "abc1234", UncommittedChanges: true, Tarball: "/tmp/r.tgz",
+		Jobs:     []artifactView{{Name: "web", Fingerprint: fp, SHA1: "sha256:11", Packages: []string{"a", "b"}}},
+		Packages: []artifactView{{Name: "a", Fingerprint: fp, SHA1: "sha256:22"}, {Name: "b", Fingerprint: fp, SHA1: "sha256:33", Deps: []string{"a"}}},
+		License:  &artifactView{Name: "license", Fingerprint: fp, SHA1: "sha256:44"}}
+	require.NoError(t, printRelease(ios, v))
+	assert.Equal(t, `Name         r
+Version      1+dev.2
+Commit Hash  abc1234+
+Archive      /tmp/r.tgz
+
+JOB               DIGEST     PACKAGES
+web/abababababab  sha256:11  a, b
+
+PACKAGE         DIGEST     DEPENDENCIES
+a/abababababab  sha256:22  -
+b/abababababab  sha256:33  a
+
+License  license/abababababab  sha256:44
+
+1 job(s), 2 package(s)
+`, out.String())
+}
+
+func TestTarballPathIsADirectory(t *testing.T) {
+	dir := helloRelease(t)
+	_, _, err := run(t, false, dir, "--tarball", t.TempDir())
+	require.ErrorContains(t, err, "is a directory: give a file path")
+}
