@@ -163,3 +163,15 @@ func TestDependencyLayersRandomDAGs(t *testing.T) {
 		}
 	}
 }
+
+func TestVersionBigNumbers(t *testing.T) {
+	v, err := ParseVersion("18446744073709551615+dev.18446744073709551615")
+	require.NoError(t, err)
+	assert.Equal(t, "18446744073709551615+dev.18446744073709551616", v.NextDev().String())
+	assert.Equal(t, "18446744073709551616", v.NextFinal().String())
+	assert.Equal(t, -1, v.Compare(v.NextDev()))
+	a, _ := ParseVersion("1.010")
+	b, _ := ParseVersion("1.9")
+	assert.Equal(t, 1, a.Compare(b))
+	assert.Equal(t, "1.11", a.NextFinal().String())
+}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -95,19 +94,15 @@ func compareSeg(a, b []string) int {
 		if i >= len(b) {
 			return 1
 		}
-		ai, aerr := strconv.ParseUint(a[i], 10, 64)
-		bi, berr := strconv.ParseUint(b[i], 10, 64)
+		an, bn := isDigits(a[i]), isDigits(b[i])
 		switch {
-		case aerr == nil && berr == nil:
-			if ai != bi {
-				if ai < bi {
-					return -1
-				}
-				return 1
+		case an && bn:
+			if c := compareDecimal(a[i], b[i]); c != 0 {
+				return c
 			}
-		case aerr == nil:
+		case an:
 			return -1
-		case berr == nil:
+		case bn:
 			return 1
 		default:
 			if c := strings.Compare(a[i], b[i]); c != 0 {
@@ -139,8 +134,8 @@ func (v Version) NextFinal() Version {
 func incrementLast(seg []string) []string {
 	out := append([]string(nil), seg...)
 	for i := len(out) - 1; i >= 0; i-- {
-		if n, err := strconv.ParseUint(out[i], 10, 64); err == nil {
-			out[i] = strconv.FormatUint(n+1, 10)
+		if isDigits(out[i]) {
+			out[i] = incrementDecimal(out[i])
 			return out
 		}
 	}
@@ -307,4 +302,37 @@ func GitState(dir string) (commit string, dirty bool) {
 		return commit, false
 	}
 	return commit, len(strings.TrimSpace(string(st))) > 0
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// incrementDecimal adds one to a decimal string of any length ("099" -> "100").
+func incrementDecimal(s string) string {
+	b := []byte(strings.TrimLeft(s, "0"))
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < '9' {
+			b[i]++
+			return string(b)
+		}
+		b[i] = '0'
+	}
+	return "1" + string(b)
+}
+
+func compareDecimal(a, b string) int {
+	a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
+	if len(a) != len(b) {
+		if len(a) < len(b) {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a, b)
 }
