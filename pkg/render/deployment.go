@@ -74,6 +74,9 @@ func (r *Renderer) RenderDeployment(in DeploymentInput) (*DeploymentOutput, erro
 	for gi := range m.InstanceGroups {
 		g := &m.InstanceGroups[gi]
 		lg := LinkGroup{Name: g.Name, Instances: in.Instances[g.Name]}
+		for _, n := range g.Networks {
+			lg.Networks = append(lg.Networks, n.Name)
+		}
 		if lg.DefaultNetwork = g.DefaultNetworkFor("addressable", in.CloudConfig); lg.DefaultNetwork == "" {
 			lg.DefaultNetwork = g.DefaultNetworkFor("gateway", in.CloudConfig)
 		}

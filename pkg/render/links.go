@@ -22,6 +22,7 @@ type LinkDeployment struct {
 type LinkGroup struct {
 	Name           string
 	DefaultNetwork string
+	Networks       []string // the group's networks; when known, a consumer's `network` must be one of them
 	Instances      []Instance
 	Jobs           []LinkJob
 }
@@ -228,6 +229,10 @@ func ResolveLinks(d LinkDeployment) (*Resolution, error) {
 				if explicit {
 					network = mc.Network
 				}
+				if pg := candidates[0].group; network != "" && len(pg.Networks) > 0 && !contains(pg.Networks, network) {
+					fail(fmt.Sprintf("network '%s' is not one of the networks of instance group '%s' that provides it (%s)", network, pg.Name, strings.Join(pg.Networks, ", ")))
+					continue
+				}
 				link, err := buildLink(d, candidates[0], network)
 				if err != nil {
 					fail(err.Error())
@@ -287,3 +292,12 @@ func buildLink(d LinkDeployment, p *provider, network string) (*Link, error) {
 
 // dnsLabel lower-cases a name and turns '_' into '-', as BOSH DNS names do.
 func dnsLabel(s string) string { return strings.ReplaceAll(strings.ToLower(s), "_", "-") }
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

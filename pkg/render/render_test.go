@@ -310,6 +310,13 @@ func TestResolveLinks(t *testing.T) {
 		assert.Equal(t, "10.9.0.11", l.Instances[1].Address)
 		assert.Equal(t, "q-s0.pg.backend.demo.bosh", l.Address)
 	})
+	t.Run("network not on the provider", func(t *testing.T) {
+		d := base()
+		d.Groups[0].Networks = []string{"default", "backend"}
+		d.Groups[1].Jobs[0].Manifest = manifest.Job{Consumes: map[string]manifest.ConsumeLink{"database": {Network: "nope"}}}
+		_, err := ResolveLinks(d)
+		assert.ErrorContains(t, err, "network 'nope' is not one of the networks of instance group 'pg' that provides it (default, backend)")
+	})
 	t.Run("ambiguous", func(t *testing.T) {
 		d := base()
 		d.Groups = append(d.Groups, LinkGroup{Name: "pg2", Jobs: []LinkJob{{Name: "postgres", Spec: pgSpec, Properties: pgProps}}})
