@@ -1,0 +1,96 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// DBFileName is the SQLite database inside an embedded state directory.
+const DBFileName = "state.db"
+
+// SQLiteStore is the embedded store: one SQLite file (WAL mode) in a
+// directory, with the secrets key file beside it.
+type SQLiteStore struct{ *backend }
+
+var _ Store = (*SQLiteStore)(nil)
+
+// OpenSQLite opens (creating it if needed) the embedded store in dir.
+func OpenSQLite(ctx context.Context, dir string, opts Options) (*SQLiteStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating state directory %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, DBFileName)
+	q := url.Values{}
+	q.Set("_busy_timeout", "10000")
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "FULL")
+	q.Set("_foreign_keys", "1")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("opening state store %s: %w", path, err)
+	}
+	// Connections are cheap; a few let readers run beside a writer (WAL).
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(4)
+	user, host := whoami(opts)
+	b := &backend{db: db, location: path, opts: opts, user: user, host: host}
+	b.ops = &ops{b: b, q: db}
+	b.d = &dialect{
+		name: "sqlite", idType: "INTEGER PRIMARY KEY AUTOINCREMENT", intType: "INTEGER", blobType: "BLOB",
+		wrap:     func(err error) error { return wrapSQLite(path, err) },
+		isUnique: isSQLiteUnique,
+		readTx:   &sql.TxOptions{ReadOnly: true},
+	}
+	if err := b.open(ctx, dir); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &SQLiteStore{b}, nil
+}
+
+func (b *backend) open(ctx context.Context, keyDir string) error {
+	if err := b.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("opening state store %s: %w", b.location, b.wrap(err))
+	}
+	if err := b.migrate(ctx, migrations); err != nil {
+		return err
+	}
+	return b.setupKey(ctx, keyDir)
+}
+
+func sqliteCode(err error) int {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code()
+	}
+	return 0
+}
+
+func wrapSQLite(path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch sqliteCode(err) & 0xff {
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return &CorruptError{Location: path, Err: err}
+	case sqlite3.SQLITE_FULL:
+		return fmt.Errorf("the disk holding state store %s is full; nothing of this change was recorded: free some space and run the command again: %w", path, err)
+	case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM:
+		return fmt.Errorf("cannot write state store %s (check its permissions and those of its directory): %w", path, err)
+	}
+	return err
+}
+
+func isSQLiteUnique(err error) bool {
+	c := sqliteCode(err)
+	return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
