@@ -24,7 +24,7 @@ func eachBackend(t *testing.T, body func(t *testing.T, b statetest.Backend)) {
 	}
 }
 
-func newStore(t *testing.T, b statetest.Backend) state.Store {
+func newStore(t testing.TB, b statetest.Backend) state.Store {
 	return statetest.Open(t, b.NewLocation(t))
 }
 
@@ -91,7 +91,7 @@ func TestConfigsAreVersioned(t *testing.T) {
 	})
 }
 
-func sampleDeployment(t *testing.T, s state.Store, name string, n int) {
+func sampleDeployment(t testing.TB, s state.Store, name string, n int) {
 	t.Helper()
 	ctx := context.Background()
 	_, err := s.CreateDeployment(ctx, name)
