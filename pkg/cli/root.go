@@ -3,6 +3,11 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/kpaas/kpaas/pkg/cmd/configs"
+	"github.com/kpaas/kpaas/pkg/cmd/events"
+	"github.com/kpaas/kpaas/pkg/cmd/locks"
+	statecmd "github.com/kpaas/kpaas/pkg/cmd/state"
+	"github.com/kpaas/kpaas/pkg/cmd/unlock"
 	"github.com/kpaas/kpaas/pkg/cmd/version"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
 )
@@ -37,5 +42,10 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 
 	root.AddCommand(version.NewCmdVersion(f, nil))
 	// Register new commands here, one line each, in alphabetical order.
+	root.AddCommand(configs.NewCmdConfigs(f, nil))
+	root.AddCommand(events.NewCmdEvents(f, nil))
+	root.AddCommand(locks.NewCmdLocks(f, nil))
+	root.AddCommand(statecmd.NewCmdState(f))
+	root.AddCommand(unlock.NewCmdUnlock(f, nil))
 	return root
 }

@@ -99,7 +99,51 @@ func (b *backend) Export(ctx context.Context, opts ExportOptions) (*Dump, error)
 	if err != nil {
 		return nil, err
 	}
+	d.nonNil()
 	return d, nil
+}
+
+// nonNil makes empty lists [] rather than null in JSON.
+func (d *Dump) nonNil() {
+	if d.Configs == nil {
+		d.Configs = []Config{}
+	}
+	if d.Deployments == nil {
+		d.Deployments = []Deployment{}
+	}
+	if d.Instances == nil {
+		d.Instances = []Instance{}
+	}
+	if d.VMs == nil {
+		d.VMs = []VM{}
+	}
+	if d.Disks == nil {
+		d.Disks = []Disk{}
+	}
+	if d.OrphanedDisks == nil {
+		d.OrphanedDisks = []OrphanedDisk{}
+	}
+	if d.IPs == nil {
+		d.IPs = []IPReservation{}
+	}
+	if d.Stemcells == nil {
+		d.Stemcells = []Stemcell{}
+	}
+	if d.Releases == nil {
+		d.Releases = []Release{}
+	}
+	if d.CompiledPackges == nil {
+		d.CompiledPackges = []CompiledPackage{}
+	}
+	if d.Variables == nil {
+		d.Variables = []Variable{}
+	}
+	if d.Events == nil {
+		d.Events = []Event{}
+	}
+	if d.Tasks == nil {
+		d.Tasks = []Task{}
+	}
 }
 
 // exportVMs reads VMs keeping the host private key only when secrets are asked for.

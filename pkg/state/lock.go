@@ -82,8 +82,12 @@ func (b *backend) Lock(ctx context.Context, req LockRequest) (*Lock, error) {
 		ttl = DefaultLockTTL
 	}
 	now := b.now()
+	pid := b.opts.PID
+	if pid == 0 {
+		pid = os.Getpid()
+	}
 	l := &Lock{
-		LockInfo: LockInfo{Name: req.Name, Holder: b.user + "@" + b.host, PID: os.Getpid(), Op: req.Op, Since: now, Expires: now.Add(ttl)},
+		LockInfo: LockInfo{Name: req.Name, Holder: b.user + "@" + b.host, PID: pid, Op: req.Op, Since: now, Expires: now.Add(ttl)},
 		token:    newToken(), b: b, ttl: ttl,
 		stop: make(chan struct{}), done: make(chan struct{}), lost: make(chan struct{}),
 	}

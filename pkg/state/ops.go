@@ -217,6 +217,7 @@ func (o *ops) Deployment(ctx context.Context, name string) (Deployment, error) {
 		return Deployment{}, fmt.Errorf("reading deployment %q: %w", name, o.b.wrap(err))
 	}
 	d.CreatedAt, d.UpdatedAt, d.LastDeployedAt = nt(c), nt(u), nt(l)
+	d.ConfigIDs = []int64{}
 	rows, err := o.query(ctx, `SELECT config_id FROM deployment_configs WHERE deployment = ? ORDER BY config_id`, name)
 	if err != nil {
 		return Deployment{}, fmt.Errorf("reading deployment %q: %w", name, err)

@@ -28,6 +28,12 @@ func OpenSQLite(ctx context.Context, dir string, opts Options) (*SQLiteStore, er
 		return nil, fmt.Errorf("creating state directory %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, DBFileName)
+	// Owner-only from the start: SQLite gives its -wal and -shm files the same mode.
+	if fh, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+		fh.Close()
+	} else {
+		return nil, fmt.Errorf("opening state store %s: %w", path, err)
+	}
 	q := url.Values{}
 	q.Set("_busy_timeout", "10000")
 	q.Set("_journal_mode", "WAL")

@@ -139,6 +139,8 @@ type Options struct {
 	// User and Host name the operator in locks and events (taken from the
 	// process when empty).
 	User, Host string
+	// PID names this process in locks (os.Getpid() when 0).
+	PID int
 }
 
 func (o Options) now() time.Time {
