@@ -61,7 +61,9 @@ func TestConfigsRun(t *testing.T) {
 		_, _, err := s.SaveConfig(ctx, c)
 		require.NoError(t, err)
 	}
-	open := func(ctx context.Context) (state.Store, error) { return state.Open(ctx, dir, state.Options{Key: statetest.Key}) }
+	open := func(ctx context.Context) (state.Store, error) {
+		return state.Open(ctx, dir, state.Options{Key: statetest.Key})
+	}
 	now := func() time.Time { return t0.Add(4 * time.Hour) }
 
 	tests := []struct {

@@ -94,7 +94,9 @@ func TestEventsRun(t *testing.T) {
 	add(state.Event{Action: "recreate", ObjectType: "instance", ObjectName: "api/u1", Deployment: "cf", Instance: "api/u1", TaskID: 1, Error: "agent did not answer", Context: json.RawMessage(`{"attempt":2}`)})
 	add(state.Event{Action: "update", ObjectType: "config", ObjectName: "cloud/default"})
 
-	open := func(ctx context.Context) (state.Store, error) { return state.Open(ctx, dir, state.Options{Key: statetest.Key}) }
+	open := func(ctx context.Context) (state.Store, error) {
+		return state.Open(ctx, dir, state.Options{Key: statetest.Key})
+	}
 	now := func() time.Time { return t0.Add(time.Hour) }
 	tests := []struct {
 		name        string
