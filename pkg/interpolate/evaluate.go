@@ -1,7 +1,6 @@
 package interpolate
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -289,7 +288,7 @@ func (e *evaluator) lookup(def Definition) (any, bool, error) {
 		return nil, false, fmt.Errorf("generating variable '%s' (type %s): %w", def.Name, def.Type, err)
 	}
 	v = cloneValue(v)
-	e.store.set(def.Name, v)
+	e.store.set(def.Name, def.Type, v)
 	return v, true, nil
 }
 
@@ -486,5 +485,3 @@ func deepCopy(v any) any {
 	}
 	return v
 }
-
-var errNoManifest = errors.New("no manifest")

@@ -31,10 +31,16 @@ type Store struct {
 	view  map[string]any // with dotted names expanded, for lookups
 	dirty bool
 	mode  fs.FileMode
+
+	lastName, lastType string // the value generated last, written in generation field order
 }
 
-// OpenStore reads the store at path; a missing file is an empty store.
+// OpenStore reads the store at path; a missing file is an empty store. gen makes
+// declared variables the store lacks (nil: GenerateVar, i.e. pkg/vars).
 func OpenStore(path string, gen Generator) (*Store, error) {
+	if gen == nil {
+		gen = GenerateVar
+	}
 	s := &Store{Path: expandHome(path), Generate: gen, vars: map[string]any{}, mode: 0o600}
 	data, err := os.ReadFile(s.Path)
 	switch {
@@ -74,7 +80,8 @@ func (s *Store) Names() []string {
 // Changed reports whether values were generated since the store was read.
 func (s *Store) Changed() bool { return s.dirty }
 
-func (s *Store) set(name string, v any) {
+func (s *Store) set(name, typ string, v any) {
+	s.lastName, s.lastType = name, typ
 	s.vars[name] = v
 	s.view[name] = v
 	s.dirty = true
@@ -85,7 +92,17 @@ func (s *Store) Save() error {
 	if !s.dirty {
 		return nil
 	}
-	data, err := yaml.Marshal(s.vars)
+	out := s.vars
+	if s.lastName != "" {
+		if v, ok := s.vars[s.lastName]; ok {
+			out = make(map[string]any, len(s.vars))
+			for k, e := range s.vars {
+				out[k] = e
+			}
+			out[s.lastName] = orderedValue(s.lastType, v)
+		}
+	}
+	data, err := yaml.Marshal(out)
 	if err != nil {
 		return fmt.Errorf("serializing vars store: %w", err)
 	}

@@ -34,7 +34,7 @@ func (e *YAMLError) Error() string {
 
 var (
 	yamlLineRe = regexp.MustCompile(`^line (\d+): (.*)$`)
-	intoRe     = regexp.MustCompile(` into \S+$`)
+	intoRe     = regexp.MustCompile(` into .*$`)
 )
 
 // yamlError turns a gopkg.in/yaml.v2 error into a YAMLError naming file:line[:col].
@@ -58,7 +58,7 @@ func yamlError(file string, data []byte, err error, hint string) error {
 		e.Msg = m[2]
 		if unmarshal {
 			e.Col = firstColumn(data, e.Line)
-			e.Msg = intoRe.ReplaceAllString(strings.Replace(e.Msg, "!!", "a YAML ", 1), "")
+			e.Msg = intoRe.ReplaceAllString(strings.Replace(strings.Replace(e.Msg, "cannot unmarshal !!", "found a YAML ", 1), "YAML seq", "YAML list", 1), "")
 		}
 	}
 	e.Hint = hint
