@@ -204,14 +204,14 @@ func TestOpsFile(t *testing.T) {
 
 func TestParseOpsFileErrors(t *testing.T) {
 	tests := map[string]string{
-		"- type: replace\n  path: /a\n":                      "missing value",
-		"- type: replace\n  value: 1\n":                      "missing path",
-		"- type: replace\n  path: /a\n  value: ~\n":           "missing value", // null is no value, as in go-patch
-		"- type: remove\n  path: /a\n  value: 1\n":           "takes no value",
-		"- type: copy\n  path: /a\n":                         "unknown operation type",
-		"- type: test\n  path: /a\n":                         "missing value or absent",
+		"- type: replace\n  path: /a\n":                        "missing value",
+		"- type: replace\n  value: 1\n":                        "missing path",
+		"- type: replace\n  path: /a\n  value: ~\n":            "missing value", // null is no value, as in go-patch
+		"- type: remove\n  path: /a\n  value: 1\n":             "takes no value",
+		"- type: copy\n  path: /a\n":                           "unknown operation type",
+		"- type: test\n  path: /a\n":                           "missing value or absent",
 		"- type: test\n  path: /a\n  value: 1\n  absent: true": "not both",
-		"- type: replace\n  path: a\n  value: 1\n":           "must start with '/'",
+		"- type: replace\n  path: a\n  value: 1\n":             "must start with '/'",
 	}
 	for in, want := range tests {
 		_, err := ParseOpsFile("o.yml", []byte(in))
