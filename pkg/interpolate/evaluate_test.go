@@ -146,7 +146,7 @@ func TestStoreIsAskedLast(t *testing.T) {
 	got, err := evalString(t, "x: ((x))\nw: ((w))", Sources{KVs: kvs("x", "kv"), Store: st})
 	require.NoError(t, err)
 	assert.Equal(t, "w: store\nx: kv\n", got)
-	assert.False(t, st.Changed(), "nothing generated, nothing written")
+	assert.Empty(t, st.Generated(), "nothing generated, nothing written")
 }
 
 func TestDottedNames(t *testing.T) {

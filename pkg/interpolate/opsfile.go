@@ -90,16 +90,10 @@ func newOp(d opDefinition) (Op, error) {
 		if d.Value == nil {
 			return op, fmt.Errorf("missing value")
 		}
-		if d.Absent != nil {
-			return op, fmt.Errorf("'absent' is only allowed in test operations")
-		}
 		op.Value = *d.Value
 	case "remove":
 		if d.Value != nil {
 			return op, fmt.Errorf("a remove operation takes no value")
-		}
-		if d.Absent != nil {
-			return op, fmt.Errorf("'absent' is only allowed in test operations")
 		}
 	case "test":
 		switch {
@@ -108,10 +102,7 @@ func newOp(d opDefinition) (Op, error) {
 		case d.Value != nil:
 			op.Value = *d.Value
 		case d.Absent != nil:
-			op.Absent = *d.Absent
-			if !op.Absent {
-				return op, fmt.Errorf("'absent: false' tests nothing; use 'value' or 'absent: true'")
-			}
+			op.Absent = *d.Absent // absent: false tests that the value is null, as go-patch does
 		default:
 			return op, fmt.Errorf("missing value or absent")
 		}

@@ -240,3 +240,12 @@ func TestReplaceMissingKeyNeedsOptional(t *testing.T) {
 	_, err = Replace(map[any]any{}, MustParsePointer("/a"), 1)
 	assert.EqualError(t, err, "Expected to find a map key 'a' for path '/a' (found no other map keys)")
 }
+
+func TestTestOpAbsentFalseTestsNull(t *testing.T) {
+	f, err := ParseOpsFile("o.yml", []byte("- type: test\n  path: /a?\n  absent: false\n"))
+	require.NoError(t, err)
+	_, err = f.Apply(map[any]any{"b": 1})
+	assert.NoError(t, err, "a missing optional key finds null")
+	_, err = f.Apply(map[any]any{"a": 1})
+	assert.Error(t, err)
+}

@@ -32,7 +32,8 @@ type Store struct {
 	dirty bool
 	mode  fs.FileMode
 
-	lastName, lastType string // the value generated last, written in generation field order
+	lastName, lastType string   // the value generated last, written in generation field order
+	generated          []string // names generated since the store was read
 }
 
 // OpenStore reads the store at path; a missing file is an empty store. gen makes
@@ -77,11 +78,12 @@ func (s *Store) Names() []string {
 	return names
 }
 
-// Changed reports whether values were generated since the store was read.
-func (s *Store) Changed() bool { return s.dirty }
+// Generated lists the variables generated since the store was read, in order.
+func (s *Store) Generated() []string { return s.generated }
 
 func (s *Store) set(name, typ string, v any) {
 	s.lastName, s.lastType = name, typ
+	s.generated = append(s.generated, name)
 	s.vars[name] = v
 	s.view[name] = v
 	s.dirty = true
