@@ -23,16 +23,11 @@ type Options struct {
 	Environ  func() []string
 	ReadFile func(string) ([]byte, error)
 
-	Manifest      string   // path, or - for stdin
-	OpsFiles      []string // -o
-	Vars          []string // -v name=value
-	VarFiles      []string // --var-file name=path
-	VarsFiles     []string // -l
-	VarsEnv       []string // --vars-env PREFIX
-	VarsStore     string   // --vars-store
-	Path          string   // --path
-	VarErrs       bool     // --var-errs
-	VarErrsUnused bool     // --var-errs-unused
+	Manifest      string // path, or - for stdin
+	Inputs        engine.Inputs
+	Path          string // --path
+	VarErrs       bool   // --var-errs
+	VarErrsUnused bool   // --var-errs-unused
 }
 
 // NewCmdInterpolate builds `kpaas interpolate`. runF replaces the run function in tests.
@@ -79,12 +74,7 @@ MANIFEST may be - to read standard input.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringArrayVarP(&opts.OpsFiles, "ops-file", "o", nil, "Apply the go-patch operations in `FILE` (repeatable, in order)")
-	fl.StringArrayVarP(&opts.Vars, "var", "v", nil, "Set variable `NAME=VALUE` (the value is YAML)")
-	fl.StringArrayVar(&opts.VarFiles, "var-file", nil, "Set variable `NAME=PATH` to the file's contents")
-	fl.StringArrayVarP(&opts.VarsFiles, "vars-file", "l", nil, "Load variables from the YAML `FILE` (later files win)")
-	fl.StringArrayVar(&opts.VarsEnv, "vars-env", nil, "Load variables from environment variables `PREFIX`_name")
-	fl.StringVar(&opts.VarsStore, "vars-store", "", "Load variables from, and save generated ones to, the YAML `FILE`")
+	opts.Inputs.AddFlags(fl)
 	fl.StringVar(&opts.Path, "path", "", "Print only the value at the go-patch `PATH` (e.g. /instance_groups/name=api/jobs)")
 	fl.BoolVar(&opts.VarErrs, "var-errs", false, "Fail when variables have no value (lists them all)")
 	fl.BoolVar(&opts.VarErrsUnused, "var-errs-unused", false, "Fail when given variables are not used (lists them all)")
@@ -92,7 +82,6 @@ MANIFEST may be - to read standard input.`,
 }
 
 // BuildRequest reads every file the flags name and returns the engine request.
-// deploy and the config commands share it.
 func BuildRequest(opts *Options) (engine.Request, error) {
 	req := engine.Request{Path: opts.Path, ExpectAllKeys: opts.VarErrs, ExpectAllUsed: opts.VarErrsUnused}
 	data, err := readInput(opts, opts.Manifest)
@@ -100,57 +89,8 @@ func BuildRequest(opts *Options) (engine.Request, error) {
 		return req, fmt.Errorf("reading manifest: %w", err)
 	}
 	req.Manifest = engine.File{Name: opts.Manifest, Data: data}
-	for _, name := range opts.OpsFiles {
-		data, err := opts.ReadFile(name)
-		if err != nil {
-			return req, fmt.Errorf("reading ops file: %w", err)
-		}
-		of, err := engine.ParseOpsFile(name, data)
-		if err != nil {
-			return req, err
-		}
-		req.OpsFiles = append(req.OpsFiles, of)
-	}
-	for _, arg := range opts.Vars {
-		kv, err := engine.ParseVarKV(arg)
-		if err != nil {
-			return req, fmt.Errorf("-v: %w", err)
-		}
-		req.Vars.KVs = append(req.Vars.KVs, kv)
-	}
-	for _, arg := range opts.VarFiles {
-		kv, err := engine.ReadVarFile(arg)
-		if err != nil {
-			return req, err
-		}
-		req.Vars.VarFiles = append(req.Vars.VarFiles, kv)
-	}
-	for _, name := range opts.VarsFiles {
-		data, err := opts.ReadFile(name)
-		if err != nil {
-			return req, fmt.Errorf("reading vars file: %w", err)
-		}
-		m, err := engine.ParseVarsFile(name, data)
-		if err != nil {
-			return req, err
-		}
-		req.Vars.Files = append(req.Vars.Files, m)
-	}
-	for _, prefix := range opts.VarsEnv {
-		m, err := engine.VarsFromEnv(prefix, opts.Environ())
-		if err != nil {
-			return req, err
-		}
-		req.Vars.Env = append(req.Vars.Env, m)
-	}
-	if opts.VarsStore != "" {
-		st, err := engine.OpenStore(opts.VarsStore, nil)
-		if err != nil {
-			return req, err
-		}
-		req.Vars.Store = st
-	}
-	return req, nil
+	req.OpsFiles, req.Vars, err = opts.Inputs.Load(opts.ReadFile, opts.Environ)
+	return req, err
 }
 
 func readInput(opts *Options, name string) ([]byte, error) {

@@ -26,12 +26,12 @@ func TestFlags(t *testing.T) {
 		want Options
 	}{
 		{"m.yml", Options{Manifest: "m.yml"}},
-		{"m.yml -o a.yml --ops-file b.yml -o c.yml", Options{Manifest: "m.yml", OpsFiles: []string{"a.yml", "b.yml", "c.yml"}}},
-		{"m.yml -v a=1 --var b=x,y", Options{Manifest: "m.yml", Vars: []string{"a=1", "b=x,y"}}},
-		{"m.yml --var-file ca=ca.pem -l v1.yml --vars-file v2.yml", Options{Manifest: "m.yml", VarFiles: []string{"ca=ca.pem"}, VarsFiles: []string{"v1.yml", "v2.yml"}}},
-		{"m.yml --vars-env KP --vars-env X --vars-store s.yml", Options{Manifest: "m.yml", VarsEnv: []string{"KP", "X"}, VarsStore: "s.yml"}},
+		{"m.yml -o a.yml --ops-file b.yml -o c.yml", Options{Manifest: "m.yml", Inputs: engine.Inputs{OpsFiles: []string{"a.yml", "b.yml", "c.yml"}}}},
+		{"m.yml -v a=1 --var b=x,y", Options{Manifest: "m.yml", Inputs: engine.Inputs{Vars: []string{"a=1", "b=x,y"}}}},
+		{"m.yml --var-file ca=ca.pem -l v1.yml --vars-file v2.yml", Options{Manifest: "m.yml", Inputs: engine.Inputs{VarFiles: []string{"ca=ca.pem"}, VarsFiles: []string{"v1.yml", "v2.yml"}}}},
+		{"m.yml --vars-env KP --vars-env X --vars-store s.yml", Options{Manifest: "m.yml", Inputs: engine.Inputs{VarsEnv: []string{"KP", "X"}, VarsStore: "s.yml"}}},
 		{"m.yml --path /a/b --var-errs --var-errs-unused", Options{Manifest: "m.yml", Path: "/a/b", VarErrs: true, VarErrsUnused: true}},
-		{"- -o a.yml", Options{Manifest: "-", OpsFiles: []string{"a.yml"}}},
+		{"- -o a.yml", Options{Manifest: "-", Inputs: engine.Inputs{OpsFiles: []string{"a.yml"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.argv, func(t *testing.T) {
@@ -72,13 +72,15 @@ func TestRun(t *testing.T) {
 	ios, _, stdout, _ := ui.Test()
 	opts := &Options{
 		IO: ios, ReadFile: os.ReadFile,
-		Environ:   func() []string { return []string{"KP_env_only=[1, 2]", "KP_name=from-env"} },
-		Manifest:  p("m.yml"),
-		OpsFiles:  []string{p("ops.yml")},
-		Vars:      []string{"port=8443"},
-		VarFiles:  []string{"ca=" + p("ca.pem")},
-		VarsFiles: []string{p("vars.yml")},
-		VarsEnv:   []string{"KP"},
+		Environ:  func() []string { return []string{"KP_env_only=[1, 2]", "KP_name=from-env"} },
+		Manifest: p("m.yml"),
+		Inputs: engine.Inputs{
+			OpsFiles:  []string{p("ops.yml")},
+			Vars:      []string{"port=8443"},
+			VarFiles:  []string{"ca=" + p("ca.pem")},
+			VarsFiles: []string{p("vars.yml")},
+			VarsEnv:   []string{"KP"},
+		},
 	}
 	require.NoError(t, interpolateRun(opts))
 	assert.Equal(t, "ca: |\n  PEM\nextra:\n- 1\n- 2\nname: from-file\nport: 8443\nurl: https://h.example.com:8443\n", stdout.String())
@@ -97,7 +99,7 @@ func TestRunStdinAndStore(t *testing.T) {
 	store := filepath.Join(dir, "creds.yml")
 	ios, stdin, stdout, _ := ui.Test()
 	stdin.WriteString("p: ((pw))\nvariables:\n- name: pw\n  type: password\n")
-	opts := &Options{IO: ios, ReadFile: os.ReadFile, Environ: os.Environ, Manifest: "-", VarsStore: store, Path: "/p"}
+	opts := &Options{IO: ios, ReadFile: os.ReadFile, Environ: os.Environ, Manifest: "-", Inputs: engine.Inputs{VarsStore: store}, Path: "/p"}
 	require.NoError(t, interpolateRun(opts))
 	data, err := os.ReadFile(store)
 	require.NoError(t, err)
@@ -119,10 +121,10 @@ func TestRunErrors(t *testing.T) {
 	}{
 		{"missing manifest", Options{Manifest: p("none.yml")}, []string{"reading manifest", "none.yml"}},
 		{"bad manifest yaml", Options{Manifest: p("bad.yml")}, []string{p("bad.yml") + ":"}},
-		{"ops failure", Options{Manifest: p("m.yml"), OpsFiles: []string{p("ops.yml")}}, []string{p("ops.yml"), "operation [0]", "/nope", "found map keys: 'a', 'b'"}},
+		{"ops failure", Options{Manifest: p("m.yml"), Inputs: engine.Inputs{OpsFiles: []string{p("ops.yml")}}}, []string{p("ops.yml"), "operation [0]", "/nope", "found map keys: 'a', 'b'"}},
 		{"missing vars listed at once", Options{Manifest: p("m.yml"), VarErrs: true}, []string{"2 variable(s) have no value", "  - x\n  - y"}},
-		{"unused", Options{Manifest: p("m.yml"), Vars: []string{"x=1", "y=2", "z=3"}, VarErrsUnused: true}, []string{"not used", "  - z"}},
-		{"bad -v", Options{Manifest: p("m.yml"), Vars: []string{"x"}}, []string{"name=value"}},
+		{"unused", Options{Manifest: p("m.yml"), Inputs: engine.Inputs{Vars: []string{"x=1", "y=2", "z=3"}}, VarErrsUnused: true}, []string{"not used", "  - z"}},
+		{"bad -v", Options{Manifest: p("m.yml"), Inputs: engine.Inputs{Vars: []string{"x"}}}, []string{"name=value"}},
 		{"bad --path", Options{Manifest: p("m.yml"), Path: "/c"}, []string{"--path /c", "'c'"}},
 	}
 	for _, tt := range tests {
