@@ -37,7 +37,9 @@ type Result struct {
 	// (both are base names, sorted; filled whether or not they are errors).
 	Missing []string
 	Unused  []string
-	path    bool
+	// Generated are the variables generated into the store, in generation order.
+	Generated []string
+	path      bool
 }
 
 // YAML renders the document as `bosh int` prints it: gopkg.in/yaml.v2 with sorted keys,
@@ -113,6 +115,9 @@ func Evaluate(req Request) (res *Result, err error) {
 		return nil, err
 	}
 	res = &Result{Document: doc, Missing: sortedNames(e.missing), Unused: e.unused(), path: req.Path != ""}
+	if req.Vars.Store != nil {
+		res.Generated = req.Vars.Store.Generated()
+	}
 	var verr VarsError
 	if req.ExpectAllKeys {
 		verr.Missing = res.Missing

@@ -305,6 +305,7 @@ variables:
 	got, err := evalString(t, manifest, Sources{Store: st})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ca", "server"}, order)
+	assert.Equal(t, []string{"ca", "server"}, st.Generated())
 	assert.Equal(t, "s: signed by CA-CERT\nvariables:\n- name: plain\n", got)
 
 	// the store file is written sorted, except the value generated last, which keeps

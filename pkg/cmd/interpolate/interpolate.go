@@ -102,9 +102,10 @@ func readInput(opts *Options, name string) ([]byte, error) {
 
 // resultView is the --json form.
 type resultView struct {
-	Document any      `json:"document"`
-	Missing  []string `json:"missing_variables"`
-	Unused   []string `json:"unused_variables"`
+	Document  any      `json:"document"`
+	Missing   []string `json:"missing_variables"`
+	Unused    []string `json:"unused_variables"`
+	Generated []string `json:"generated_variables"`
 }
 
 func interpolateRun(opts *Options) error {
@@ -132,7 +133,10 @@ func interpolateRun(opts *Options) error {
 }
 
 func view(res *engine.Result) resultView {
-	v := resultView{Document: jsonValue(res.Document), Missing: res.Missing, Unused: res.Unused}
+	v := resultView{Document: jsonValue(res.Document), Missing: res.Missing, Unused: res.Unused, Generated: res.Generated}
+	if v.Generated == nil {
+		v.Generated = []string{}
+	}
 	if v.Missing == nil {
 		v.Missing = []string{}
 	}
