@@ -1,6 +1,7 @@
 package interpolate
 
 import (
+	"errors"
 	"fmt"
 
 	yaml "gopkg.in/yaml.v2"
@@ -44,7 +45,13 @@ func (e *OpError) Error() string {
 	if e.Msg != "" {
 		s += e.Msg + ": "
 	}
-	return s + e.Err.Error()
+	s += e.Err.Error()
+	var mk *MissingKeyError
+	var me *MatchError
+	if e.Type != "test" && (errors.As(e.Err, &mk) || errors.As(e.Err, &me)) {
+		s += "; if another ops file adds it, pass that one first with -o, or make the path optional with '?'"
+	}
+	return s
 }
 
 func (e *OpError) Unwrap() error { return e.Err }
