@@ -403,3 +403,34 @@ func TestOutputIsBoshYAML(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "null\n", got)
 }
+
+func TestInputsLoad(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(data), 0o600))
+		return p
+	}
+	in := Inputs{
+		OpsFiles:  []string{write("o.yml", "- {type: remove, path: /x}\n")},
+		Vars:      []string{"a=1"},
+		VarFiles:  []string{"b=" + write("b.txt", "text\n")},
+		VarsFiles: []string{write("v.yml", "c: 3\n")},
+		VarsEnv:   []string{"P"},
+		VarsStore: filepath.Join(dir, "store.yml"),
+	}
+	ops, src, err := in.Load(os.ReadFile, func() []string { return []string{"P_d=4"} })
+	require.NoError(t, err)
+	require.Len(t, ops, 1)
+	assert.Equal(t, "remove", ops[0].Ops[0].Type)
+	assert.Equal(t, kvs("a", 1), src.KVs)
+	assert.Equal(t, kvs("b", "text\n"), src.VarFiles)
+	assert.Equal(t, []map[string]any{{"c": 3}}, src.Files)
+	assert.Equal(t, []map[string]any{{"d": 4}}, src.Env)
+	require.NotNil(t, src.Store)
+
+	_, _, err = Inputs{VarsFiles: []string{filepath.Join(dir, "none.yml")}}.Load(os.ReadFile, os.Environ)
+	assert.ErrorContains(t, err, "reading vars file")
+	_, _, err = Inputs{VarFiles: []string{"x=" + filepath.Join(dir, "none")}}.Load(os.ReadFile, os.Environ)
+	assert.ErrorContains(t, err, "reading variable x")
+}

@@ -53,7 +53,7 @@ func (in Inputs) Load(read func(string) ([]byte, error), environ func() []string
 		src.KVs = append(src.KVs, kv)
 	}
 	for _, arg := range in.VarFiles {
-		kv, err := ReadVarFile(arg)
+		kv, err := ReadVarFile(arg, read)
 		if err != nil {
 			return nil, src, err
 		}

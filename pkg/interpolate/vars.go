@@ -49,8 +49,9 @@ func ParseVarKV(arg string) (KV, error) {
 	return KV{Name: name, Value: v}, nil
 }
 
-// ReadVarFile reads `--var-file name=path`: the variable is the file's contents as a string.
-func ReadVarFile(arg string) (KV, error) {
+// ReadVarFile reads `--var-file name=path` with read (os.ReadFile): the variable is the
+// file's contents as a string.
+func ReadVarFile(arg string, read func(string) ([]byte, error)) (KV, error) {
 	name, path, ok := strings.Cut(arg, "=")
 	switch {
 	case !ok:
@@ -60,7 +61,7 @@ func ReadVarFile(arg string) (KV, error) {
 	case path == "":
 		return KV{}, fmt.Errorf("--var-file %q has an empty path", arg)
 	}
-	data, err := os.ReadFile(expandHome(path))
+	data, err := read(expandHome(path))
 	if err != nil {
 		return KV{}, fmt.Errorf("reading variable %s from file: %w", name, err)
 	}
