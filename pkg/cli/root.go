@@ -5,6 +5,7 @@ import (
 
 	"github.com/kpaas/kpaas/pkg/cmd/configs"
 	"github.com/kpaas/kpaas/pkg/cmd/events"
+	"github.com/kpaas/kpaas/pkg/cmd/interpolate"
 	"github.com/kpaas/kpaas/pkg/cmd/locks"
 	statecmd "github.com/kpaas/kpaas/pkg/cmd/state"
 	"github.com/kpaas/kpaas/pkg/cmd/unlock"
@@ -40,6 +41,7 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 	pf.StringVar(&g.LogLevel, "log-level", "", "Debug log `level`: debug, info, warn, error (also: KPAAS_LOG_LEVEL)")
 	pf.StringVar(&g.LogFile, "log-file", "", "Write debug logs to `file`")
 
+	root.AddCommand(interpolate.NewCmdInterpolate(f, nil))
 	root.AddCommand(version.NewCmdVersion(f, nil))
 	// Register new commands here, one line each, in alphabetical order.
 	root.AddCommand(configs.NewCmdConfigs(f, nil))
