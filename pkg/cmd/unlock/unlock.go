@@ -85,7 +85,7 @@ func unlockRun(ctx context.Context, opts *Options) error {
 	if held != nil && !opts.NonInteractive {
 		q := fmt.Sprintf("Break lock %s held by %s (pid %d) running %q for %s?", held.Name, held.Holder, held.PID, held.Op, now.Sub(held.Since).Round(time.Second))
 		if !opts.IO.CanPrompt() {
-			return cmdutil.FlagErrorf("%s Not asking on a non-interactive terminal: run again with -n to break it", q)
+			return fmt.Errorf("%s Not asking on a non-interactive terminal: run again with -n to break it", q)
 		}
 		fmt.Fprintf(opts.IO.ErrOut, "%s [y/N] ", q)
 		ans, _ := bufio.NewReader(opts.IO.In).ReadString('\n')
