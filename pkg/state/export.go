@@ -99,6 +99,14 @@ func (b *backend) Export(ctx context.Context, opts ExportOptions) (*Dump, error)
 	if err != nil {
 		return nil, err
 	}
+	if !opts.IncludeSecrets {
+		for i := range d.Configs {
+			d.Configs[i].Content = RedactYAML(d.Configs[i].Content)
+		}
+		for i := range d.Deployments {
+			d.Deployments[i].Manifest = RedactYAML(d.Deployments[i].Manifest)
+		}
+	}
 	d.nonNil()
 	return d, nil
 }
@@ -221,8 +229,8 @@ func (b *backend) Import(ctx context.Context, d *Dump) error {
 	if d.Format != DumpFormat {
 		return fmt.Errorf("importing: the dump has format %d, this kpaas reads format %d", d.Format, DumpFormat)
 	}
-	if !d.SecretsIncluded && (len(d.Variables) > 0 || hasRedactedKeys(d.VMs)) {
-		return fmt.Errorf("importing: the dump from %s has its secrets redacted (%d variables); export it again with `kpaas state export --include-secrets`", d.Source, len(d.Variables))
+	if !d.SecretsIncluded {
+		return fmt.Errorf("importing: the export of %s has its secrets redacted (variables, host keys, secret values in configs and manifests); export it again with `kpaas state export --include-secrets`", d.Source)
 	}
 	empty, err := b.isEmpty(ctx)
 	if err != nil {
@@ -329,13 +337,4 @@ func (b *backend) Import(ctx context.Context, d *Dump) error {
 		}
 		return nil
 	})
-}
-
-func hasRedactedKeys(vms []VM) bool {
-	for _, vm := range vms {
-		if vm.SSHHostPrivateKey == redacted {
-			return true
-		}
-	}
-	return false
 }

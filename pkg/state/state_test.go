@@ -541,6 +541,8 @@ func TestExportImportBetweenBackends(t *testing.T) {
 	fill := func(t *testing.T, s state.Store) {
 		c, _, err := s.SaveConfig(ctx, state.Config{Type: state.CloudConfig, Content: "vm_types: []\n"})
 		require.NoError(t, err)
+		_, _, err = s.SaveConfig(ctx, state.Config{Type: state.CPIConfig, Content: "cpis:\n- properties:\n    password: topsecret\n"})
+		require.NoError(t, err)
 		sampleDeployment(t, s, "cf", 3)
 		require.NoError(t, s.RecordDeploySuccess(ctx, "cf", "name: cf\n", []int64{c.ID}))
 		require.NoError(t, s.SaveVM(ctx, state.VM{CID: "vm-key", Deployment: "cf", Instance: "cf-uuid-00000", SSHHostPrivateKey: "PRIVATE"}))
@@ -574,6 +576,8 @@ func TestExportImportBetweenBackends(t *testing.T) {
 				js, _ := json.Marshal(redacted)
 				assert.NotContains(t, string(js), "s3cret")
 				assert.NotContains(t, string(js), "PRIVATE")
+				assert.NotContains(t, string(js), "topsecret", "secret values in configs are redacted too")
+				assert.Contains(t, string(js), `password: \u003credacted\u003e`)
 				assert.Contains(t, string(js), `"redacted":true`)
 				err = dst.Import(ctx, redacted)
 				assert.ErrorContains(t, err, "--include-secrets")

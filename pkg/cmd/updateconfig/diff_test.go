@@ -35,35 +35,3 @@ func TestDiff(t *testing.T) {
 		})
 	}
 }
-
-func TestRedact(t *testing.T) {
-	in := `director:
-  password: hunter2
-  users:
-  - name: admin
-    client_secret: abc
-  private_key: |
-    -----BEGIN RSA PRIVATE KEY-----
-    MIIE
-    -----END RSA PRIVATE KEY-----
-  api_key: ((key))
-  name: password-rotation
-  token_ttl:
-    value: 5
-openstack: {password: inline}
-`
-	want := `director:
-  password: <redacted>
-  users:
-  - name: admin
-    client_secret: <redacted>
-  private_key: <redacted>
-  api_key: <redacted>
-  name: password-rotation
-  token_ttl:
-    value: 5
-openstack: {password: inline}
-`
-	assert.Equal(t, want, Redact(in))
-	assert.Equal(t, "", Redact(""))
-}

@@ -178,7 +178,7 @@ func updateRun(ctx context.Context, opts *Options) error {
 	}
 	before, after := cur.Content, content
 	if !opts.NoRedact {
-		before, after = Redact(before), Redact(after)
+		before, after = state.RedactYAML(before), state.RedactYAML(after)
 	}
 	if lines := Diff(before, after, 3); len(lines) > 0 {
 		printDiff(out, opts.IO.ColorEnabled(), lines)
