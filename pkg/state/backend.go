@@ -223,7 +223,7 @@ func (b *backend) setupKey(ctx context.Context, keyDir string) error {
 	}
 	if key == nil {
 		if keyDir != "" {
-			b.keyErr = fmt.Errorf("%w: the secrets in state store %s are encrypted with a key kept in %s, which is missing: restore that file, or set %s to the key",
+			b.keyErr = fmt.Errorf("%w: the secrets in state store %s are encrypted and no key was found: restore the key file %s, or set %s to the key",
 				ErrNoKey, b.location, source, KeyEnv)
 		} else {
 			b.keyErr = fmt.Errorf("%w: state store %s keeps its secrets encrypted; set %s to the store's key (32 bytes as base64; a new one: `head -c 32 /dev/urandom | base64`)",

@@ -34,7 +34,7 @@ type Dump struct {
 	IPs             []IPReservation   `json:"ip_reservations"`
 	Stemcells       []Stemcell        `json:"stemcells"`
 	Releases        []Release         `json:"releases"`
-	CompiledPackges []CompiledPackage `json:"compiled_packages"`
+	CompiledPackages []CompiledPackage `json:"compiled_packages"`
 	Variables       []Variable        `json:"variables"`
 	Events          []Event           `json:"events"`
 	Tasks           []Task            `json:"tasks"`
@@ -79,7 +79,7 @@ func (b *backend) Export(ctx context.Context, opts ExportOptions) (*Dump, error)
 		if d.Releases, err = o.Releases(ctx); err != nil {
 			return err
 		}
-		if d.CompiledPackges, err = o.compiledPackages(ctx); err != nil {
+		if d.CompiledPackages, err = o.compiledPackages(ctx); err != nil {
 			return fmt.Errorf("exporting compiled packages: %w", err)
 		}
 		if d.Variables, err = o.scanVariables(ctx, opts.IncludeSecrets, `SELECT `+variableCols+` FROM variables ORDER BY id`); err != nil {
@@ -140,8 +140,8 @@ func (d *Dump) nonNil() {
 	if d.Releases == nil {
 		d.Releases = []Release{}
 	}
-	if d.CompiledPackges == nil {
-		d.CompiledPackges = []CompiledPackage{}
+	if d.CompiledPackages == nil {
+		d.CompiledPackages = []CompiledPackage{}
 	}
 	if d.Variables == nil {
 		d.Variables = []Variable{}
@@ -303,7 +303,7 @@ func (b *backend) Import(ctx context.Context, d *Dump) error {
 				return fmt.Errorf("importing: %w", err)
 			}
 		}
-		for _, p := range d.CompiledPackges {
+		for _, p := range d.CompiledPackages {
 			if err := o.SaveCompiledPackage(ctx, p); err != nil {
 				return fmt.Errorf("importing: %w", err)
 			}

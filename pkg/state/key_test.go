@@ -53,7 +53,7 @@ func TestEmbeddedStoreKeepsItsKeyInAFileBesideIt(t *testing.T) {
 	s4 := statetest.OpenWith(t, dir, state.Options{})
 	_, err = s4.Variable(ctx, "", "pw")
 	require.ErrorIs(t, err, state.ErrNoKey)
-	assert.Contains(t, err.Error(), keyFile+", which is missing")
+	assert.Contains(t, err.Error(), "no key was found: restore the key file "+keyFile+", or set KPAAS_STATE_KEY")
 	_, err = s4.PutVariable(ctx, state.Variable{Name: "other", Value: "x"})
 	require.ErrorIs(t, err, state.ErrNoKey)
 	_, err = os.Stat(keyFile)

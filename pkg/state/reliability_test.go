@@ -84,6 +84,26 @@ func runChild(mode, loc string) int {
 			}
 			fmt.Println("COMMITTED", k)
 		}
+	case "write-many":
+		// Many small writes, as a deploy records each step while `kpaas monitor` runs beside it.
+		me := strconv.Itoa(os.Getpid())
+		for i := 0; i < 150; i++ {
+			uuid := me + "-" + strconv.Itoa(i)
+			if err := s.SaveInstance(ctx, state.Instance{Deployment: "cf", Group: "p" + me, Index: i, UUID: uuid}); err != nil {
+				fmt.Println("ERROR", err)
+				return 1
+			}
+			if err := s.SaveVM(ctx, state.VM{CID: "vm-" + uuid, Deployment: "cf", Instance: uuid}); err != nil {
+				fmt.Println("ERROR", err)
+				return 1
+			}
+			if _, err := s.AppendEvents(ctx, state.Event{Action: "create", ObjectType: "vm", ObjectName: "vm-" + uuid, Deployment: "cf"}); err != nil {
+				fmt.Println("ERROR", err)
+				return 1
+			}
+		}
+		fmt.Println("DONE")
+		return 0
 	case "lock":
 		// Wait for "go" on stdin, race for the lock, report, hold it until stdin closes.
 		r := bufio.NewReader(os.Stdin)
@@ -208,6 +228,49 @@ func TestKilledWriterKeepsEveryCommittedBatchWhole(t *testing.T) {
 			_, err = s.CreateDeployment(ctx, "cf")
 			require.NoError(t, err)
 		}
+	})
+}
+
+func TestTwoProcessesWriteAtOnce(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b statetest.Backend) {
+		ctx := context.Background()
+		loc := b.NewLocation(t)
+		s := statetest.Open(t, loc)
+		_, err := s.CreateDeployment(ctx, "cf")
+		require.NoError(t, err)
+		type proc struct {
+			cmd *exec.Cmd
+			out *bufio.Scanner
+		}
+		var ps []proc
+		for i := 0; i < 2; i++ {
+			cmd, out, _ := child(t, "write-many", loc)
+			ps = append(ps, proc{cmd, out})
+		}
+		// Read while they write: every snapshot is consistent (each VM's instance is there).
+		for i := 0; i < 20; i++ {
+			st, err := s.LoadDeployment(ctx, "cf")
+			require.NoError(t, err)
+			has := map[string]bool{}
+			for _, in := range st.Instances {
+				has[in.UUID] = true
+			}
+			for _, vm := range st.VMs {
+				assert.True(t, has[vm.Instance], "vm %s without its instance", vm.CID)
+			}
+		}
+		for i, p := range ps {
+			require.True(t, p.out.Scan(), "writer %d said nothing", i)
+			assert.Equal(t, "DONE", p.out.Text(), "writer %d", i)
+			require.NoError(t, p.cmd.Wait())
+		}
+		st, err := s.LoadDeployment(ctx, "cf")
+		require.NoError(t, err)
+		assert.Len(t, st.Instances, 300)
+		assert.Len(t, st.VMs, 300)
+		evs, err := s.Events(ctx, state.EventFilter{Deployment: "cf"})
+		require.NoError(t, err)
+		assert.Len(t, evs, 300)
 	})
 }
 
