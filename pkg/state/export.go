@@ -20,24 +20,24 @@ type ExportOptions struct {
 // Dump is a whole store as JSON: `kpaas state export` writes it, `kpaas state
 // import` reads it. A JSON contract: fields are added, never renamed.
 type Dump struct {
-	Format          int               `json:"format"`
-	SchemaVersion   int               `json:"schema_version"`
-	ExportedAt      time.Time         `json:"exported_at"`
-	Source          string            `json:"source"`
-	SecretsIncluded bool              `json:"secrets_included"`
-	Configs         []Config          `json:"configs"`
-	Deployments     []Deployment      `json:"deployments"`
-	Instances       []Instance        `json:"instances"`
-	VMs             []VM              `json:"vms"`
-	Disks           []Disk            `json:"disks"`
-	OrphanedDisks   []OrphanedDisk    `json:"orphaned_disks"`
-	IPs             []IPReservation   `json:"ip_reservations"`
-	Stemcells       []Stemcell        `json:"stemcells"`
-	Releases        []Release         `json:"releases"`
+	Format           int               `json:"format"`
+	SchemaVersion    int               `json:"schema_version"`
+	ExportedAt       time.Time         `json:"exported_at"`
+	Source           string            `json:"source"`
+	SecretsIncluded  bool              `json:"secrets_included"`
+	Configs          []Config          `json:"configs"`
+	Deployments      []Deployment      `json:"deployments"`
+	Instances        []Instance        `json:"instances"`
+	VMs              []VM              `json:"vms"`
+	Disks            []Disk            `json:"disks"`
+	OrphanedDisks    []OrphanedDisk    `json:"orphaned_disks"`
+	IPs              []IPReservation   `json:"ip_reservations"`
+	Stemcells        []Stemcell        `json:"stemcells"`
+	Releases         []Release         `json:"releases"`
 	CompiledPackages []CompiledPackage `json:"compiled_packages"`
-	Variables       []Variable        `json:"variables"`
-	Events          []Event           `json:"events"`
-	Tasks           []Task            `json:"tasks"`
+	Variables        []Variable        `json:"variables"`
+	Events           []Event           `json:"events"`
+	Tasks            []Task            `json:"tasks"`
 }
 
 func (b *backend) Export(ctx context.Context, opts ExportOptions) (*Dump, error) {
