@@ -20,6 +20,14 @@ func (t ConfigType) Valid() bool {
 	return t == CloudConfig || t == RuntimeConfig || t == CPIConfig
 }
 
+// Title is how the type is written in sentences: cloud, runtime, CPI.
+func (t ConfigType) Title() string {
+	if t == CPIConfig {
+		return "CPI"
+	}
+	return string(t)
+}
+
 // DefaultConfigName is the name of a config saved without one.
 const DefaultConfigName = "default"
 

@@ -47,7 +47,7 @@ func newCmd(f *cmdutil.Factory, typ state.ConfigType, runF func(*Options) error)
 	use := string(typ) + "-config"
 	cmd := &cobra.Command{
 		Use:   use,
-		Short: fmt.Sprintf("Print the %s config (latest version, or --id)", typ),
+		Short: fmt.Sprintf("Print the %s config (latest version, or --id)", typ.Title()),
 		Long: fmt.Sprintf(`Print the latest version of the %[1]s config named --name ("default" when not
 given) as YAML, or the version with --id (see `+"`kpaas configs --type %[1]s --history`"+`).
 Save a new version with `+"`kpaas update-%[1]s-config`"+`.`, typ),

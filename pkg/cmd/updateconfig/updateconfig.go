@@ -58,7 +58,7 @@ func newCmd(f *cmdutil.Factory, typ state.ConfigType, runF func(*Options) error)
 	verb := "update-" + string(typ) + "-config"
 	cmd := &cobra.Command{
 		Use:   verb + " FILE [flags]",
-		Short: fmt.Sprintf("Save a new version of the %s config, after showing the difference", typ),
+		Short: fmt.Sprintf("Save a new version of the %s config, after showing the difference", typ.Title()),
 		Long: fmt.Sprintf(`Read the %[1]s config from FILE (- for standard input), apply ops files (-o) and
 variables (-v, -l, --var-file, --vars-env, --vars-store) as `+"`kpaas interpolate`"+` does, show
 the difference with the current version, ask, and save it as a new version in the state
