@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -898,26 +899,57 @@ func (o *ops) Variables(ctx context.Context, deployment string) ([]Variable, err
 
 const eventCols = `id, happened_at, username, action, object_type, object_name, deployment, instance, task_id, error, context`
 
+// eventChunk is how many events go in one multi-row INSERT (10 values each,
+// well under SQLite's and PostgreSQL's limits on bound parameters).
+const eventChunk = 500
+
 func (o *ops) AppendEvents(ctx context.Context, events ...Event) ([]int64, error) {
-	ids := make([]int64, len(events))
+	ids := make([]int64, 0, len(events))
 	if len(events) == 0 {
 		return ids, nil
 	}
 	insert := func(o *ops) error {
-		for i, e := range events {
-			if e.User == "" {
-				e.User = o.b.user + "@" + o.b.host
+		for start := 0; start < len(events); start += eventChunk {
+			chunk := events[start:min(start+eventChunk, len(events))]
+			var q strings.Builder
+			q.WriteString(`INSERT INTO events (happened_at, username, action, object_type, object_name, deployment, instance, task_id, error, context) VALUES `)
+			args := make([]any, 0, len(chunk)*10)
+			for i, e := range chunk {
+				if i > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+				if e.User == "" {
+					e.User = o.b.user + "@" + o.b.host
+				}
+				args = append(args, tn(orNow(e.Time, o.b.now())), e.User, e.Action, e.ObjectType, e.ObjectName, e.Deployment, e.Instance, e.TaskID, e.Error, string(e.Context))
 			}
-			if err := o.row(ctx, `INSERT INTO events (happened_at, username, action, object_type, object_name, deployment, instance, task_id, error, context)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-				tn(orNow(e.Time, o.b.now())), e.User, e.Action, e.ObjectType, e.ObjectName, e.Deployment, e.Instance, e.TaskID, e.Error, string(e.Context)).Scan(&ids[i]); err != nil {
-				return fmt.Errorf("recording event %s %s: %w", e.Action, e.ObjectName, o.b.wrap(err))
+			q.WriteString(" RETURNING id")
+			rows, err := o.query(ctx, q.String(), args...)
+			if err != nil {
+				return fmt.Errorf("recording %d events: %w", len(chunk), err)
 			}
+			got := make([]int64, 0, len(chunk))
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					rows.Close()
+					return o.b.wrap(err)
+				}
+				got = append(got, id)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("recording %d events: %w", len(chunk), o.b.wrap(err))
+			}
+			// IDs grow in row order within one statement; RETURNING need not keep it.
+			slices.Sort(got)
+			ids = append(ids, got...)
 		}
 		return nil
 	}
-	if len(events) == 1 && !o.tx {
-		return ids, insert(o)
+	if len(events) <= eventChunk && !o.tx {
+		return ids, insert(o) // one statement: atomic on its own
 	}
 	return ids, o.write(ctx, insert)
 }

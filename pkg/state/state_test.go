@@ -641,3 +641,27 @@ func TestOpenTwiceConcurrentlyMigratesOnce(t *testing.T) {
 		}
 	})
 }
+
+func TestAppendManyEventsKeepsOrderAndIDs(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b statetest.Backend) {
+		ctx := context.Background()
+		s := newStore(t, b)
+		evs := make([]state.Event, 1234)
+		for i := range evs {
+			evs[i] = state.Event{Action: "update", ObjectType: "instance", ObjectName: fmt.Sprint(i)}
+		}
+		ids, err := s.AppendEvents(ctx, evs...)
+		require.NoError(t, err)
+		require.Len(t, ids, len(evs))
+		got, err := s.Events(ctx, state.EventFilter{})
+		require.NoError(t, err)
+		require.Len(t, got, len(evs))
+		byID := map[int64]string{}
+		for _, e := range got {
+			byID[e.ID] = e.ObjectName
+		}
+		for i, id := range ids {
+			require.Equal(t, fmt.Sprint(i), byID[id], "event %d", i)
+		}
+	})
+}
