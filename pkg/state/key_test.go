@@ -103,3 +103,33 @@ func TestParseKey(t *testing.T) {
 	_, err = state.ParseKey("c2hvcnQ=")
 	assert.Error(t, err)
 }
+
+func TestConcurrentFirstOpensAgreeOnOneKey(t *testing.T) {
+	t.Setenv(state.KeyEnv, "")
+	ctx := context.Background()
+	dir := t.TempDir()
+	stores := make([]state.Store, 4)
+	errs := make(chan error, len(stores))
+	for i := range stores {
+		go func() {
+			s, err := state.Open(ctx, dir, state.Options{})
+			stores[i] = s
+			errs <- err
+		}()
+	}
+	for range stores {
+		require.NoError(t, <-errs)
+	}
+	defer func() {
+		for _, s := range stores {
+			s.Close()
+		}
+	}()
+	_, err := stores[0].PutVariable(ctx, state.Variable{Name: "pw", Value: "same-key"})
+	require.NoError(t, err)
+	for i, s := range stores {
+		v, err := s.Variable(ctx, "", "pw")
+		require.NoError(t, err, "store %d", i)
+		assert.Equal(t, "same-key", v.Value)
+	}
+}
