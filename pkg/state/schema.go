@@ -58,7 +58,7 @@ var migrations = []migration{
 			ssh_host_private_key {{BLOB}},
 			active {{INT}} NOT NULL DEFAULT 0,
 			created_at {{INT}} NOT NULL)`,
-		`CREATE INDEX vms_deployment ON vms (deployment)`,
+		`CREATE INDEX vms_deployment ON vms (deployment, instance, created_at)`,
 		`CREATE TABLE disks (
 			cid TEXT PRIMARY KEY,
 			deployment TEXT NOT NULL REFERENCES deployments (name) ON DELETE CASCADE,
@@ -68,7 +68,7 @@ var migrations = []migration{
 			cloud_properties TEXT NOT NULL DEFAULT '',
 			active {{INT}} NOT NULL DEFAULT 0,
 			created_at {{INT}} NOT NULL)`,
-		`CREATE INDEX disks_deployment ON disks (deployment)`,
+		`CREATE INDEX disks_deployment ON disks (deployment, instance, created_at)`,
 		`CREATE TABLE orphaned_disks (
 			cid TEXT PRIMARY KEY,
 			deployment TEXT NOT NULL,
@@ -85,7 +85,7 @@ var migrations = []migration{
 			static {{INT}} NOT NULL DEFAULT 0,
 			created_at {{INT}} NOT NULL,
 			PRIMARY KEY (network, ip))`,
-		`CREATE INDEX ip_reservations_deployment ON ip_reservations (deployment)`,
+		`CREATE INDEX ip_reservations_deployment ON ip_reservations (deployment, network, ip)`,
 		`CREATE TABLE stemcells (
 			name TEXT NOT NULL,
 			version TEXT NOT NULL,
