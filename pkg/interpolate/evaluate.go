@@ -180,8 +180,8 @@ type evaluator struct {
 	visited map[string]struct{}
 
 	// where the walk is, to say where a missing variable is used
-	base  string
-	at    []step
+	base     string
+	at       []step
 	where    map[string][]string // missing name -> distinct places of use (first few)
 	count    map[string]int      // missing name -> number of distinct places of use
 	declared map[string]string   // missing name -> its entry in the variables section
