@@ -55,6 +55,10 @@ func (r *Result) YAML() ([]byte, error) {
 type VarsError struct {
 	Missing []string
 	Unused  []string
+	// Where lists the first places (go-patch paths) each missing variable is used;
+	// Uses counts them.
+	Where map[string][]string
+	Uses  map[string]int
 }
 
 func (e *VarsError) Error() string {
@@ -62,7 +66,15 @@ func (e *VarsError) Error() string {
 	if len(e.Missing) > 0 {
 		fmt.Fprintf(&b, "%d variable(s) have no value (give them with -v, -l, --var-file, --vars-env or --vars-store):\n", len(e.Missing))
 		for _, n := range e.Missing {
-			fmt.Fprintf(&b, "  - %s\n", n)
+			fmt.Fprintf(&b, "  - %s", n)
+			if places := e.Where[n]; len(places) > 0 {
+				fmt.Fprintf(&b, " (at %s", places[0])
+				if more := e.Uses[n] - 1; more > 0 {
+					fmt.Fprintf(&b, " and %d more", more)
+				}
+				b.WriteString(")")
+			}
+			b.WriteString("\n")
 		}
 	}
 	if len(e.Unused) > 0 {
@@ -118,7 +130,12 @@ func Evaluate(req Request) (res *Result, err error) {
 	if req.Vars.Store != nil {
 		res.Generated = req.Vars.Store.Generated()
 	}
-	var verr VarsError
+	for name, loc := range e.declared {
+		if len(e.where[name]) == 0 {
+			e.where[name], e.count[name] = []string{loc}, 1
+		}
+	}
+	verr := VarsError{Where: e.where, Uses: e.count}
 	if req.ExpectAllKeys {
 		verr.Missing = res.Missing
 	}
@@ -161,10 +178,68 @@ type evaluator struct {
 	defs    []Definition
 	missing map[string]struct{}
 	visited map[string]struct{}
+
+	// where the walk is, to say where a missing variable is used
+	base     string
+	at       []step
+	where    map[string][]string // missing name -> distinct places of use (first few)
+	count    map[string]int      // missing name -> number of distinct places of use
+	declared map[string]string   // missing name -> its entry in the variables section
+}
+
+// step is one level of the walk: a map key, or an array item.
+type step struct {
+	key any
+	arr []any
+	idx int
 }
 
 func newEvaluator(src Sources) *evaluator {
-	return &evaluator{static: src.static(), store: src.Store, missing: map[string]struct{}{}, visited: map[string]struct{}{}}
+	return &evaluator{static: src.static(), store: src.Store, missing: map[string]struct{}{}, visited: map[string]struct{}{},
+		where: map[string][]string{}, count: map[string]int{}, declared: map[string]string{}}
+}
+
+// location renders where the walk is as a go-patch path (array items by name when they have one).
+func (e *evaluator) location() string {
+	var b strings.Builder
+	b.WriteString(e.base)
+	for _, st := range e.at {
+		b.WriteByte('/')
+		if st.arr == nil {
+			b.WriteString(pointerEncoder.Replace(fmt.Sprint(st.key)))
+			continue
+		}
+		if m, ok := st.arr[st.idx].(map[any]any); ok {
+			if name, ok := m["name"].(string); ok {
+				b.WriteString("name=" + pointerEncoder.Replace(name))
+				continue
+			}
+		}
+		b.WriteString(strconv.Itoa(st.idx))
+	}
+	if b.Len() == 0 {
+		return "/"
+	}
+	return b.String()
+}
+
+const maxPlaces = 3
+
+func (e *evaluator) recordMissing(name string) {
+	loc := e.location()
+	if len(e.at) == 0 && strings.HasPrefix(e.base, "/variables/") && !strings.HasSuffix(e.base, "/options") {
+		e.declared[name] = loc // the declaration: shown only when nothing uses the variable
+		return
+	}
+	for _, l := range e.where[name] {
+		if l == loc {
+			return
+		}
+	}
+	e.count[name]++
+	if len(e.where[name]) < maxPlaces {
+		e.where[name] = append(e.where[name], loc)
+	}
 }
 
 // run: read the definitions, get every typed one in order (so CAs are generated before
@@ -177,16 +252,19 @@ func (e *evaluator) run(doc any) (any, error) {
 		if d.Type == "" {
 			continue
 		}
+		e.base = "/variables/name=" + pointerEncoder.Replace(d.Name)
 		if _, _, err := e.get(d.Name, nil, e.missing); err != nil {
 			return nil, fmt.Errorf("getting the variables declared in the variables section: %w", err)
 		}
 	}
+	e.base = ""
 	doc, err := e.interpolate(doc, nil, e.missing)
 	if err != nil {
 		return nil, err
 	}
 	var found []string
 	for _, d := range e.defs {
+		e.base = "/variables/name=" + pointerEncoder.Replace(d.Name)
 		_, ok, err := e.get(d.Name, nil, e.missing)
 		if err != nil {
 			return nil, fmt.Errorf("getting the variables declared in the variables section: %w", err)
@@ -249,7 +327,10 @@ func (e *evaluator) get(name string, chain []string, missing map[string]struct{}
 	def := e.definition(name)
 	if def.Options != nil {
 		sub := map[string]struct{}{}
+		savedBase, savedAt := e.base, e.at
+		e.base, e.at = "/variables/name="+pointerEncoder.Replace(name)+"/options", nil
 		opts, err := e.interpolate(deepCopy(def.Options), append(chain[:len(chain):len(chain)], name), sub)
+		e.base, e.at = savedBase, savedAt
 		if err != nil {
 			return nil, false, fmt.Errorf("interpolating the options of variable '%s': %w", name, err)
 		}
@@ -267,6 +348,7 @@ func (e *evaluator) get(name string, chain []string, missing map[string]struct{}
 	}
 	if !ok {
 		missing[name] = struct{}{}
+		e.recordMissing(name)
 	}
 	return v, ok, nil
 }
@@ -347,6 +429,7 @@ func (e *evaluator) interpolate(node any, chain []string, missing map[string]str
 	case map[any]any:
 		for _, k := range sortedKeys(t) {
 			v := t[k]
+			e.at = append(e.at, step{key: k})
 			nv, err := e.interpolate(v, chain, missing)
 			if err != nil {
 				return nil, err
@@ -361,17 +444,20 @@ func (e *evaluator) interpolate(node any, chain []string, missing map[string]str
 				delete(t, k)
 			}
 			if !isHashable(nk) {
-				return nil, fmt.Errorf("map key %v: the variable gives a %s, which cannot be a map key", k, describe(nk))
+				return nil, fmt.Errorf("at %s: the variable gives the map key %s, which cannot be a map key", e.location(), describe(nk))
 			}
+			e.at = e.at[:len(e.at)-1]
 			t[nk] = nv
 		}
 		return t, nil
 	case []any:
 		for i, v := range t {
+			e.at = append(e.at, step{arr: t, idx: i})
 			nv, err := e.interpolate(v, chain, missing)
 			if err != nil {
 				return nil, err
 			}
+			e.at = e.at[:len(e.at)-1]
 			t[i] = nv
 		}
 		return t, nil
@@ -385,7 +471,7 @@ func (e *evaluator) interpolateString(s string, chain []string, missing map[stri
 	for _, name := range PlaceholderNames(s) {
 		v, ok, err := e.getPath(name, chain, missing)
 		if err != nil {
-			return nil, fmt.Errorf("finding variable '%s': %w", name, err)
+			return nil, fmt.Errorf("at %s: finding variable '%s': %w", e.location(), name, err)
 		}
 		if !ok {
 			continue
@@ -400,7 +486,7 @@ func (e *evaluator) interpolateString(s string, chain []string, missing map[stri
 		case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
 			str = fmt.Sprintf("%v", x)
 		default:
-			return nil, fmt.Errorf("variable '%s' is %s, which cannot be placed inside the string %q (only strings and integers can; use the placeholder as the whole value instead)", name, describe(v), s)
+			return nil, fmt.Errorf("at %s: variable '%s' is %s, which cannot be placed inside the string %q (only strings and integers can; use the placeholder as the whole value instead)", e.location(), name, describe(v), s)
 		}
 		s = strings.ReplaceAll(s, "(("+name+"))", str)
 		s = strings.ReplaceAll(s, "((!"+name+"))", str)

@@ -434,3 +434,38 @@ func TestInputsLoad(t *testing.T) {
 	_, _, err = Inputs{VarFiles: []string{"x=" + filepath.Join(dir, "none")}}.Load(os.ReadFile, os.Environ)
 	assert.ErrorContains(t, err, "reading variable x")
 }
+
+func TestMissingVariablesSayWhere(t *testing.T) {
+	manifest := `instance_groups:
+- name: api
+  jobs:
+  - name: cc
+    properties: {domain: ((domain)), url: "https://((domain))"}
+- name: router
+  props: [((domain)), ((domain))]
+plain: [((other))]
+variables:
+- name: cert
+  type: certificate
+  options: {common_name: ((cn))}
+- name: declared
+`
+	_, err := evalString(t, manifest, Sources{}, func(r *Request) { r.ExpectAllKeys = true })
+	var ve *VarsError
+	require.ErrorAs(t, err, &ve)
+	assert.Equal(t, []string{"cn", "declared", "domain", "other"}, ve.Missing)
+	// places in walk order (keys sorted), array items named by their name: field
+	assert.Equal(t, []string{
+		"/instance_groups/name=api/jobs/name=cc/properties/domain",
+		"/instance_groups/name=api/jobs/name=cc/properties/url",
+		"/instance_groups/name=router/props/0",
+	}, ve.Where["domain"])
+	assert.Equal(t, 4, ve.Uses["domain"])
+	assert.Equal(t, []string{"/plain/0"}, ve.Where["other"])
+	assert.Equal(t, []string{"/variables/name=cert/options/common_name"}, ve.Where["cn"])
+	assert.Equal(t, []string{"/variables/name=declared"}, ve.Where["declared"])
+	assert.Contains(t, err.Error(), "  - domain (at /instance_groups/name=api/jobs/name=cc/properties/domain and 3 more)\n")
+
+	_, err = evalString(t, "a: {b: [x-((f))]}", Sources{KVs: kvs("f", 1.5)})
+	assert.ErrorContains(t, err, "at /a/b/0: variable 'f' is a float64")
+}

@@ -122,7 +122,7 @@ func TestRunErrors(t *testing.T) {
 		{"missing manifest", Options{Manifest: p("none.yml")}, []string{"reading manifest", "none.yml"}},
 		{"bad manifest yaml", Options{Manifest: p("bad.yml")}, []string{p("bad.yml") + ":"}},
 		{"ops failure", Options{Manifest: p("m.yml"), Inputs: engine.Inputs{OpsFiles: []string{p("ops.yml")}}}, []string{p("ops.yml"), "operation [0]", "/nope", "found map keys: 'a', 'b'"}},
-		{"missing vars listed at once", Options{Manifest: p("m.yml"), VarErrs: true}, []string{"2 variable(s) have no value", "  - x\n  - y"}},
+		{"missing vars listed at once", Options{Manifest: p("m.yml"), VarErrs: true}, []string{"2 variable(s) have no value", "  - x (at /a)\n  - y (at /b)"}},
 		{"unused", Options{Manifest: p("m.yml"), Inputs: engine.Inputs{Vars: []string{"x=1", "y=2", "z=3"}}, VarErrsUnused: true}, []string{"not used", "  - z"}},
 		{"bad -v", Options{Manifest: p("m.yml"), Inputs: engine.Inputs{Vars: []string{"x"}}}, []string{"name=value"}},
 		{"bad --path", Options{Manifest: p("m.yml"), Path: "/c"}, []string{"--path /c", "'c'"}},
