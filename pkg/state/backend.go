@@ -78,11 +78,21 @@ func (b *backend) wrap(err error) error {
 	return b.d.wrap(err)
 }
 
+// at says what failed where: "<doing> state store <location>: err", leaving
+// out the location when err already names it.
+func (b *backend) at(doing string, err error) error {
+	err = b.wrap(err)
+	if strings.Contains(err.Error(), b.location) {
+		return fmt.Errorf("%s the state store: %w", doing, err)
+	}
+	return fmt.Errorf("%s state store %s: %w", doing, b.location, err)
+}
+
 // update runs fn in one write transaction.
 func (b *backend) update(ctx context.Context, fn func(o *ops) error) (err error) {
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("starting a transaction on state store %s: %w", b.location, b.wrap(err))
+		return b.at("starting a transaction on", err)
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -94,10 +104,17 @@ func (b *backend) update(ctx context.Context, fn func(o *ops) error) (err error)
 		}
 	}()
 	if err = fn(&ops{b: b, q: tx, tx: true}); err != nil {
+		if isConnErr(err) {
+			return fmt.Errorf("%w; nothing of this transaction was recorded", err)
+		}
 		return err
 	}
 	if err = tx.Commit(); err != nil {
-		return fmt.Errorf("committing to state store %s: %w", b.location, b.wrap(err))
+		err = b.wrap(err)
+		if isConnErr(err) {
+			return fmt.Errorf("committing to state store %s: %w; the commit may or may not have reached the server, so look (kpaas state export) before redoing anything by hand", b.location, err)
+		}
+		return b.at("committing to", err)
 	}
 	return nil
 }
@@ -106,7 +123,7 @@ func (b *backend) update(ctx context.Context, fn func(o *ops) error) (err error)
 func (b *backend) read(ctx context.Context, fn func(o *ops) error) error {
 	tx, err := b.db.BeginTx(ctx, b.d.readTx)
 	if err != nil {
-		return fmt.Errorf("reading state store %s: %w", b.location, b.wrap(err))
+		return b.at("reading", err)
 	}
 	defer tx.Rollback()
 	return fn(&ops{b: b, q: tx, tx: true})
@@ -158,7 +175,7 @@ func (b *backend) tooNew(ctx context.Context, v, known int) error {
 func (b *backend) migrateStep(ctx context.Context, steps []migration) (done bool, err error) {
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
-		return false, fmt.Errorf("migrating state store %s: %w", b.location, b.wrap(err))
+		return false, b.at("migrating", err)
 	}
 	defer func() {
 		if err != nil {
@@ -167,7 +184,7 @@ func (b *backend) migrateStep(ctx context.Context, steps []migration) (done bool
 	}()
 	if b.d.migrationLock != nil {
 		if err := b.d.migrationLock(ctx, tx); err != nil {
-			return false, fmt.Errorf("migrating state store %s: %w", b.location, b.wrap(err))
+			return false, b.at("migrating", err)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -175,7 +192,7 @@ func (b *backend) migrateStep(ctx context.Context, steps []migration) (done bool
 		name TEXT NOT NULL,
 		applied_at `+b.d.intType+` NOT NULL,
 		kpaas_version TEXT NOT NULL DEFAULT '')`); err != nil {
-		return false, fmt.Errorf("migrating state store %s: %w", b.location, b.wrap(err))
+		return false, b.at("migrating", err)
 	}
 	var cur sql.NullInt64
 	if err := tx.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&cur); err != nil {
@@ -214,7 +231,7 @@ func (b *backend) setupKey(ctx context.Context, keyDir string) error {
 	var check string
 	err := b.db.QueryRowContext(ctx, b.d.q(`SELECT value FROM meta WHERE key = ?`), "key_check").Scan(&check)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("reading state store %s: %w", b.location, b.wrap(err))
+		return b.at("reading", err)
 	}
 	hasCheck := err == nil
 	key, source, err := loadKey(b.opts.Key, keyDir, !hasCheck)
@@ -242,7 +259,7 @@ func (b *backend) setupKey(ctx context.Context, keyDir string) error {
 			return fmt.Errorf("recording the key check in %s: %w", b.location, b.wrap(err))
 		}
 		if err := b.db.QueryRowContext(ctx, b.d.q(`SELECT value FROM meta WHERE key = ?`), "key_check").Scan(&check); err != nil {
-			return fmt.Errorf("reading state store %s: %w", b.location, b.wrap(err))
+			return b.at("reading", err)
 		}
 	}
 	box, err := decodeB64(check)
@@ -309,7 +326,7 @@ type ConnError struct {
 }
 
 func (e *ConnError) Error() string {
-	return fmt.Sprintf("lost the connection to state store %s (%v): the operation in progress was not recorded; check that the server is up, then run the command again", e.Location, e.Err)
+	return fmt.Sprintf("lost the connection to state store %s (%v): check that the server is up, then run the command again", e.Location, e.Err)
 }
 func (e *ConnError) Unwrap() error { return e.Err }
 

@@ -214,7 +214,7 @@ func (b *backend) isEmpty(ctx context.Context) (bool, error) {
 	for _, t := range []string{"configs", "deployments", "stemcells", "releases", "variables", "events", "tasks", "orphaned_disks", "compiled_packages"} {
 		var n int64
 		if err := b.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+t).Scan(&n); err != nil {
-			return false, fmt.Errorf("reading state store %s: %w", b.location, b.wrap(err))
+			return false, b.at("reading", err)
 		}
 		if n > 0 {
 			return false, nil

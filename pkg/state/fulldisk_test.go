@@ -59,6 +59,7 @@ func TestFullDiskIsAClearErrorAndLosesNothing(t *testing.T) {
 		}
 	}
 	require.Error(t, failure, "the disk never filled")
+	t.Logf("the error a user sees: %v", failure)
 	assert.Contains(t, failure.Error(), "is full; nothing of this change was recorded: free some space and run the command again")
 	require.Greater(t, batches, 0)
 

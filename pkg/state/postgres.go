@@ -72,13 +72,18 @@ func wrapPostgres(loc string, err error) error {
 	if err == nil {
 		return nil
 	}
+	var ce *ConnError
+	var se *storeError
+	if errors.As(err, &ce) || errors.As(err, &se) {
+		return err // already explained
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
 		case pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || strings.HasPrefix(pe.Code, "08"):
 			return &ConnError{Location: loc, Err: err}
 		case pe.Code == "53100":
-			return fmt.Errorf("the disk of the PostgreSQL server holding %s is full; nothing of this change was recorded: %w", loc, err)
+			return &storeError{fmt.Sprintf("the disk of the PostgreSQL server holding %s is full; nothing of this change was recorded", loc), err}
 		}
 		return err
 	}
@@ -89,8 +94,8 @@ func wrapPostgres(loc string, err error) error {
 	if errors.As(err, &ne) {
 		return &ConnError{Location: loc, Err: err}
 	}
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) || pgconn.SafeToRetry(err) || strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "unexpected EOF") {
+	var pce *pgconn.ConnectError
+	if errors.As(err, &pce) || pgconn.SafeToRetry(err) || strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "unexpected EOF") {
 		return &ConnError{Location: loc, Err: err}
 	}
 	return err

@@ -65,7 +65,7 @@ func OpenSQLite(ctx context.Context, dir string, opts Options) (*SQLiteStore, er
 
 func (b *backend) open(ctx context.Context, keyDir string) error {
 	if err := b.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("opening state store %s: %w", b.location, b.wrap(err))
+		return b.at("opening", err)
 	}
 	if err := b.migrate(ctx, migrations); err != nil {
 		return err
@@ -85,16 +85,30 @@ func wrapSQLite(path string, err error) error {
 	if err == nil {
 		return nil
 	}
+	var ce *CorruptError
+	var se *storeError
+	if errors.As(err, &ce) || errors.As(err, &se) {
+		return err // already explained
+	}
 	switch sqliteCode(err) & 0xff {
 	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
 		return &CorruptError{Location: path, Err: err}
 	case sqlite3.SQLITE_FULL:
-		return fmt.Errorf("the disk holding state store %s is full; nothing of this change was recorded: free some space and run the command again: %w", path, err)
+		return &storeError{fmt.Sprintf("the disk holding state store %s is full; nothing of this change was recorded: free some space and run the command again", path), err}
 	case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM:
-		return fmt.Errorf("cannot write state store %s (check its permissions and those of its directory): %w", path, err)
+		return &storeError{fmt.Sprintf("cannot write state store %s (check its permissions and those of its directory)", path), err}
 	}
 	return err
 }
+
+// storeError explains a driver error once; wrapping it again leaves it as is.
+type storeError struct {
+	msg string
+	err error
+}
+
+func (e *storeError) Error() string { return e.msg + ": " + e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
 
 func isSQLiteUnique(err error) bool {
 	c := sqliteCode(err)
