@@ -16,8 +16,3 @@ func (f *Factory) OpenState(ctx context.Context) (state.Store, error) {
 	}
 	return state.Open(ctx, loc, state.Options{Now: f.Now, Version: f.Version})
 }
-
-// StateOpener returns f.OpenState as a value for a command's Options.
-func (f *Factory) StateOpener() func(ctx context.Context) (state.Store, error) {
-	return f.OpenState
-}
