@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -46,14 +47,23 @@ func (a *Agent) installPackage(name string, ref protocol.BlobRef) (string, error
 // of spec is here and unpacks the packages, so apply is quick.
 func (a *Agent) Prepare(ctx context.Context, spec protocol.ApplySpec) error {
 	var missing []string
+	check := func(ref protocol.BlobRef, what string) error {
+		_, err := a.blobs.Resolve(ref, what)
+		var pe *protocol.Error
+		if errors.As(err, &pe) && pe.Type == protocol.ErrBlobMissing {
+			missing = append(missing, pe.Message)
+			return nil
+		}
+		return err
+	}
 	for name, ref := range spec.Packages {
-		if _, err := a.blobs.Resolve(ref, "package "+name); err != nil {
-			missing = append(missing, err.Error())
+		if err := check(ref, "package "+name); err != nil {
+			return err
 		}
 	}
 	if r := spec.RenderedTemplatesArchive; r != nil && (r.BlobstoreID != "" || r.SHA1 != "") {
-		if _, err := a.blobs.Resolve(*r, "rendered templates archive"); err != nil {
-			missing = append(missing, err.Error())
+		if err := check(*r, "rendered templates archive"); err != nil {
+			return err
 		}
 	}
 	if len(missing) > 0 {
