@@ -20,12 +20,12 @@ type BPMConfig struct {
 // kpaas extensions (bpm ignores unknown keys, so a bpm.yml using them still
 // works under BOSH).
 type BPMProcess struct {
-	Name            string            `yaml:"name"`
-	Executable      string            `yaml:"executable"`
-	Args            []string          `yaml:"args"`
-	Env             map[string]string `yaml:"env"`
-	Workdir         string            `yaml:"workdir"`
-	Hooks           struct {
+	Name       string            `yaml:"name"`
+	Executable string            `yaml:"executable"`
+	Args       []string          `yaml:"args"`
+	Env        map[string]string `yaml:"env"`
+	Workdir    string            `yaml:"workdir"`
+	Hooks      struct {
 		PreStart string `yaml:"pre_start"`
 	} `yaml:"hooks"`
 	Limits struct {
@@ -34,12 +34,12 @@ type BPMProcess struct {
 		Processes    *int64  `yaml:"processes"`
 		CoreFileSize *uint64 `yaml:"core_file_size"`
 	} `yaml:"limits"`
-	EphemeralDisk  bool `yaml:"ephemeral_disk"`
-	PersistentDisk bool `yaml:"persistent_disk"`
+	EphemeralDisk     bool `yaml:"ephemeral_disk"`
+	PersistentDisk    bool `yaml:"persistent_disk"`
 	AdditionalVolumes []struct {
-		Path     string `yaml:"path"`
-		Writable bool   `yaml:"writable"`
-		MountOnly bool  `yaml:"mount_only"`
+		Path      string `yaml:"path"`
+		Writable  bool   `yaml:"writable"`
+		MountOnly bool   `yaml:"mount_only"`
 	} `yaml:"additional_volumes"`
 	Capabilities   []string `yaml:"capabilities"`
 	ShutdownSignal string   `yaml:"shutdown_signal"`

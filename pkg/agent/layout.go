@@ -15,27 +15,27 @@ type Layout struct {
 // Path joins p (an absolute on-VM path such as "/var/vcap/jobs") under Root.
 func (l Layout) Path(p string) string { return filepath.Join(l.Root, p) }
 
-func (l Layout) Base() string            { return l.Path("/var/vcap") }
-func (l Layout) Bosh() string            { return l.Path("/var/vcap/bosh") }
-func (l Layout) Data() string            { return l.Path("/var/vcap/data") }
-func (l Layout) Store() string           { return l.Path("/var/vcap/store") }
-func (l Layout) StoreMigration() string  { return l.Path("/var/vcap/store_migration_target") }
-func (l Layout) Jobs() string            { return l.Path("/var/vcap/jobs") }
-func (l Layout) Packages() string        { return l.Path("/var/vcap/packages") }
-func (l Layout) DataJobs() string        { return l.Path("/var/vcap/data/jobs") }
-func (l Layout) DataPackages() string    { return l.Path("/var/vcap/data/packages") }
-func (l Layout) Compile() string         { return l.Path("/var/vcap/data/compile") }
-func (l Layout) Blobs() string           { return l.Path("/var/vcap/data/blobs") }
-func (l Layout) Tmp() string             { return l.Path("/var/vcap/data/tmp") }
-func (l Layout) SysLog() string          { return l.Path("/var/vcap/sys/log") }
-func (l Layout) SysRun() string          { return l.Path("/var/vcap/sys/run") }
-func (l Layout) Instance() string        { return l.Path("/var/vcap/instance") }
-func (l Layout) SpecFile() string        { return filepath.Join(l.Bosh(), "spec.json") }
-func (l Layout) SettingsFile() string    { return filepath.Join(l.Bosh(), "settings.json") }
-func (l Layout) UpdateSettings() string  { return filepath.Join(l.Bosh(), "update_settings.json") }
-func (l Layout) DiskHintsFile() string   { return filepath.Join(l.Bosh(), "persistent_disk_hints.json") }
-func (l Layout) MountsFile() string      { return filepath.Join(l.Bosh(), "mounted_disks.json") }
-func (l Layout) StoppedMarker() string   { return filepath.Join(l.Bosh(), "stopped") }
+func (l Layout) Base() string             { return l.Path("/var/vcap") }
+func (l Layout) Bosh() string             { return l.Path("/var/vcap/bosh") }
+func (l Layout) Data() string             { return l.Path("/var/vcap/data") }
+func (l Layout) Store() string            { return l.Path("/var/vcap/store") }
+func (l Layout) StoreMigration() string   { return l.Path("/var/vcap/store_migration_target") }
+func (l Layout) Jobs() string             { return l.Path("/var/vcap/jobs") }
+func (l Layout) Packages() string         { return l.Path("/var/vcap/packages") }
+func (l Layout) DataJobs() string         { return l.Path("/var/vcap/data/jobs") }
+func (l Layout) DataPackages() string     { return l.Path("/var/vcap/data/packages") }
+func (l Layout) Compile() string          { return l.Path("/var/vcap/data/compile") }
+func (l Layout) Blobs() string            { return l.Path("/var/vcap/data/blobs") }
+func (l Layout) Tmp() string              { return l.Path("/var/vcap/data/tmp") }
+func (l Layout) SysLog() string           { return l.Path("/var/vcap/sys/log") }
+func (l Layout) SysRun() string           { return l.Path("/var/vcap/sys/run") }
+func (l Layout) Instance() string         { return l.Path("/var/vcap/instance") }
+func (l Layout) SpecFile() string         { return filepath.Join(l.Bosh(), "spec.json") }
+func (l Layout) SettingsFile() string     { return filepath.Join(l.Bosh(), "settings.json") }
+func (l Layout) UpdateSettings() string   { return filepath.Join(l.Bosh(), "update_settings.json") }
+func (l Layout) DiskHintsFile() string    { return filepath.Join(l.Bosh(), "persistent_disk_hints.json") }
+func (l Layout) MountsFile() string       { return filepath.Join(l.Bosh(), "mounted_disks.json") }
+func (l Layout) StoppedMarker() string    { return filepath.Join(l.Bosh(), "stopped") }
 func (l Layout) JobDir(job string) string { return filepath.Join(l.Jobs(), job) }
 func (l Layout) JobLogDir(job string) string {
 	return filepath.Join(l.SysLog(), job)

@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -311,4 +312,19 @@ func TarGz(files map[string]File) []byte {
 func SHA256(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
+}
+
+// StaticTargets is a Targets resolver over a fixed list (for command tests);
+// it knows one deployment, Deployment.
+type StaticTargets struct {
+	Deployment string
+	List       []agentclient.Target
+}
+
+// Targets returns the list for the known deployment.
+func (s StaticTargets) Targets(ctx context.Context, deployment string) ([]agentclient.Target, error) {
+	if deployment != s.Deployment {
+		return nil, fmt.Errorf("deployment %q not found", deployment)
+	}
+	return s.List, nil
 }
