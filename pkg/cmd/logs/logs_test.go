@@ -145,7 +145,10 @@ func TestTailAndFollow(t *testing.T) {
 	pr, pw := io.Pipe()
 	ios2 := &ui.IOStreams{In: strings.NewReader(""), Out: pw, ErrOut: io.Discard}
 	done := make(chan error, 1)
-	go func() { done <- logsRun(ctx, &Options{IO: ios2, Targets: targets, Deployment: "dep", Selector: "api/id1", Follow: true, Num: 1}); pw.Close() }()
+	go func() {
+		done <- logsRun(ctx, &Options{IO: ios2, Targets: targets, Deployment: "dep", Selector: "api/id1", Follow: true, Num: 1})
+		pw.Close()
+	}()
 	buf := make([]byte, 4096)
 	var got string
 	for strings.Count(got, "\n") < 2 {

@@ -279,4 +279,3 @@ func getFile(sc *sftp.Client, src, dst string, mode os.FileMode) (int64, error) 
 	}
 	return n, os.Rename(tmp, dst)
 }
-
