@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -41,7 +42,16 @@ func run() error {
 	platform := flag.String("platform", "auto", "Manage hostname, resolv.conf, ephemeral disk, shutdown: true, false, auto (= root is /)")
 	minBackoff := flag.Duration("restart-backoff", time.Second, "First restart delay of a failed process (doubles up to 60s)")
 	showVersion := flag.Bool("version", false, "Print the version and exit")
+	cpuProfile := flag.String("cpuprofile", "", "Write a CPU profile to `file` until exit (debugging)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if *showVersion {
 		fmt.Println("kpaas-agent", version)
 		return nil

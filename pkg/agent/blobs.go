@@ -5,10 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/kpaas/kpaas/pkg/agent/protocol"
 )
@@ -57,8 +60,7 @@ func (b BlobStore) Put(id string, r io.Reader) (int64, error) {
 	tmp := f.Name()
 	defer os.Remove(tmp)
 	h := sha256.New()
-	buf := make([]byte, 256<<10)
-	n, err := io.CopyBuffer(io.MultiWriter(f, h), r, buf)
+	n, err := copyHashing(f, h, r)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -132,4 +134,74 @@ func (b BlobStore) Resolve(ref protocol.BlobRef, what string) (string, error) {
 		}
 	}
 	return b.Path(id), nil
+}
+
+// copyHashing copies r to w and into h, hashing and writing each 1 MiB
+// chunk in parallel while the next one is read; memory stays at a few
+// chunks whatever the size.
+func copyHashing(w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
+	const chunkSize, chunks = 1 << 20, 4
+	type chunk struct {
+		b    []byte
+		refs atomic.Int32
+	}
+	free := make(chan *chunk, chunks)
+	for i := 0; i < chunks; i++ {
+		free <- &chunk{b: make([]byte, chunkSize)}
+	}
+	toHash, toWrite := make(chan *chunk, chunks), make(chan *chunk, chunks)
+	release := func(c *chunk) {
+		if c.refs.Add(-1) == 0 {
+			free <- c
+		}
+	}
+	var wg sync.WaitGroup
+	var werr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for c := range toHash {
+			h.Write(c.b)
+			release(c)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for c := range toWrite {
+			if werr == nil {
+				_, werr = w.Write(c.b)
+			}
+			release(c)
+		}
+	}()
+	var n int64
+	var rerr error
+	for {
+		c := <-free
+		c.b = c.b[:cap(c.b)]
+		m, err := io.ReadFull(r, c.b)
+		if m > 0 {
+			n += int64(m)
+			c.b = c.b[:m]
+			c.refs.Store(2)
+			toHash <- c
+			toWrite <- c
+		} else {
+			free <- c
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			rerr = err
+			break
+		}
+	}
+	close(toHash)
+	close(toWrite)
+	wg.Wait()
+	if rerr != nil {
+		return n, rerr
+	}
+	return n, werr
 }
