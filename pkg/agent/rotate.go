@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -42,20 +43,44 @@ func (r *RotatingFile) open() error {
 	return nil
 }
 
+// Write appends p, rotating first when p would not fit. A large write is
+// split at line boundaries so no file grows past MaxSize (a line longer than
+// MaxSize is cut).
 func (r *RotatingFile) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.f == nil {
 		return 0, os.ErrClosed
 	}
-	if r.MaxSize > 0 && r.size > 0 && r.size+int64(len(p)) > r.MaxSize {
-		if err := r.rotate(); err != nil {
-			return 0, fmt.Errorf("rotating %s: %w", r.Path, err)
+	written := 0
+	for len(p) > 0 {
+		chunk := p
+		if r.MaxSize > 0 && r.size+int64(len(p)) > r.MaxSize {
+			room := r.MaxSize - r.size
+			cut := 0
+			if room > 0 {
+				cut = bytes.LastIndexByte(p[:min(int64(len(p)), room)], '\n') + 1
+			}
+			if cut == 0 {
+				if r.size > 0 {
+					if err := r.rotate(); err != nil {
+						return written, fmt.Errorf("rotating %s: %w", r.Path, err)
+					}
+					continue
+				}
+				cut = int(min(int64(len(p)), r.MaxSize)) // one line longer than a whole file
+			}
+			chunk = p[:cut]
 		}
+		n, err := r.f.Write(chunk)
+		r.size += int64(n)
+		written += n
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
 	}
-	n, err := r.f.Write(p)
-	r.size += int64(n)
-	return n, err
+	return written, nil
 }
 
 func (r *RotatingFile) rotate() error {

@@ -472,9 +472,14 @@ func (p *proc) runBPM(stop chan struct{}) (bool, error) {
 	}
 	pidPath := filepath.Join(l.SysRun(), "bpm", p.job, p.name+".pid")
 	p.killStale(pidPath, b.Executable)
-	cmd := exec.Command(b.Executable, b.Args...)
+	attr := p.sysProcAttr(b.Unsafe.Privileged)
+	argv, limErr := p.limitsShim(attr.Credential)
+	if limErr != nil {
+		p.sup.opts.Logger.Warn("limits", "job", p.job, "process", p.name, "err", limErr)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir, cmd.Env = workdir, env
-	cmd.SysProcAttr = p.sysProcAttr(b.Unsafe.Privileged)
+	cmd.SysProcAttr = attr
 	outW, err := pipeTo(p.stdout, nil)
 	if err != nil {
 		return false, err
@@ -497,6 +502,11 @@ func (p *proc) runBPM(stop chan struct{}) (bool, error) {
 	p.mu.Unlock()
 	writeFileAtomic(pidPath, []byte(strconv.Itoa(pid)), 0o644)
 	p.applyLimits(pid)
+	if limErr != nil {
+		p.mu.Lock()
+		p.lastErr = limErr.Error()
+		p.mu.Unlock()
+	}
 
 	waitCh := make(chan error, 1)
 	go func() { waitCh <- cmd.Wait() }()
@@ -593,76 +603,102 @@ func (p *proc) kill(pid int, signal string, waitCh chan error) {
 	<-waitCh
 }
 
-func (p *proc) applyLimits(pid int) {
+// limitsShim wraps the process in a /bin/sh that puts itself in the
+// process's cgroup and sets its rlimits, then execs the executable: the
+// limits hold from the first instruction, for every child too.
+func (p *proc) limitsShim(cred *syscall.Credential) (argv []string, err error) {
 	b := p.bpm
-	log := p.sup.opts.Logger.With("job", p.job, "process", p.name)
-	if b.Limits.OpenFiles != nil {
-		n := *b.Limits.OpenFiles
-		if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: n, Max: n}, nil); err != nil {
-			log.Warn("setting open_files limit", "err", err)
+	var script strings.Builder
+	mem, _ := parseMemory(b.Limits.Memory)
+	if mem > 0 || b.Limits.Processes != nil {
+		procs, cerr := p.prepareCgroup(mem, b.Limits.Processes, cred)
+		if cerr != nil {
+			err = fmt.Errorf("memory/processes limits not enforced: %w", cerr)
 		}
+		for _, f := range procs {
+			fmt.Fprintf(&script, "echo $$ > %s || exit 111; ", shellQuote(f))
+		}
+	}
+	if b.Limits.OpenFiles != nil {
+		fmt.Fprintf(&script, "ulimit -n %d 2>/dev/null; ", *b.Limits.OpenFiles)
 	}
 	core := uint64(0)
 	if b.Limits.CoreFileSize != nil {
 		core = *b.Limits.CoreFileSize
 	}
-	unix.Prlimit(pid, unix.RLIMIT_CORE, &unix.Rlimit{Cur: core, Max: core}, nil)
-	if mem, _ := parseMemory(b.Limits.Memory); mem > 0 || b.Limits.Processes != nil {
-		if err := p.joinCgroup(pid, mem, b.Limits.Processes); err != nil {
-			log.Warn("memory/processes limit not enforced", "err", err)
-			p.mu.Lock()
-			p.lastErr = "limits not enforced: " + err.Error()
-			p.mu.Unlock()
-		}
+	fmt.Fprintf(&script, "ulimit -c %d 2>/dev/null; exec \"$@\"", core/512)
+	return append([]string{"/bin/sh", "-c", script.String(), "kpaas-" + p.name, b.Executable}, b.Args...), err
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// applyLimits raises open_files after start too: the agent (root) may raise
+// a hard limit the shim running as vcap could not.
+func (p *proc) applyLimits(pid int) {
+	if n := p.bpm.Limits.OpenFiles; n != nil && os.Geteuid() == 0 {
+		unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: *n, Max: *n}, nil)
 	}
 }
 
 func (p *proc) cgroupLeaf() string { return p.job + "." + p.name }
 
-// joinCgroup puts pid in a cgroup with memory (and pids) limits: cgroup v2
-// when the unified hierarchy is mounted at /sys/fs/cgroup, else v1.
-func (p *proc) joinCgroup(pid int, mem int64, pids *int64) error {
+// prepareCgroup creates the process's cgroup with memory (and pids) limits
+// and returns the cgroup.procs files the process must join: cgroup v2 when
+// the unified hierarchy is at /sys/fs/cgroup, else v1 controllers.
+func (p *proc) prepareCgroup(mem int64, pids *int64, cred *syscall.Credential) ([]string, error) {
 	parent := p.sup.opts.CgroupName
 	if parent == "" {
-		return errors.New("cgroups are disabled for this agent")
+		return nil, errors.New("cgroups are disabled for this agent (not root)")
+	}
+	var procs []string
+	own := func(f string) {
+		if cred != nil {
+			os.Chown(f, int(cred.Uid), int(cred.Gid))
+		}
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		dir := filepath.Join("/sys/fs/cgroup", parent, p.cgroupLeaf())
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
+			return nil, err
 		}
 		os.WriteFile("/sys/fs/cgroup/cgroup.subtree_control", []byte("+memory +pids"), 0)
 		os.WriteFile(filepath.Join("/sys/fs/cgroup", parent, "cgroup.subtree_control"), []byte("+memory +pids"), 0)
 		if mem > 0 {
 			if err := os.WriteFile(filepath.Join(dir, "memory.max"), []byte(strconv.FormatInt(mem, 10)), 0); err != nil {
-				return err
+				return nil, err
 			}
+			os.WriteFile(filepath.Join(dir, "memory.swap.max"), []byte("0"), 0)
 		}
 		if pids != nil {
 			os.WriteFile(filepath.Join(dir, "pids.max"), []byte(strconv.FormatInt(*pids, 10)), 0)
 		}
-		return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+		f := filepath.Join(dir, "cgroup.procs")
+		own(f)
+		return []string{f}, nil
 	}
 	if mem > 0 {
 		dir := filepath.Join("/sys/fs/cgroup/memory", parent, p.cgroupLeaf())
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
+			return nil, err
 		}
 		if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(strconv.FormatInt(mem, 10)), 0); err != nil {
-			return err
+			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
-			return err
-		}
+		os.WriteFile(filepath.Join(dir, "memory.memsw.limit_in_bytes"), []byte(strconv.FormatInt(mem, 10)), 0)
+		f := filepath.Join(dir, "cgroup.procs")
+		own(f)
+		procs = append(procs, f)
 	}
 	if pids != nil {
 		dir := filepath.Join("/sys/fs/cgroup/pids", parent, p.cgroupLeaf())
 		if err := os.MkdirAll(dir, 0o755); err == nil {
 			os.WriteFile(filepath.Join(dir, "pids.max"), []byte(strconv.FormatInt(*pids, 10)), 0)
-			os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+			f := filepath.Join(dir, "cgroup.procs")
+			own(f)
+			procs = append(procs, f)
 		}
 	}
-	return nil
+	return procs, nil
 }
 
 func (p *proc) removeCgroup() {
