@@ -470,6 +470,11 @@ func (p *proc) runBPM(stop chan struct{}) (bool, error) {
 			return false, fmt.Errorf("pre_start hook %s: %w", b.Hooks.PreStart, err)
 		}
 	}
+	if fi, err := os.Stat(b.Executable); err != nil {
+		return false, fmt.Errorf("executable %s: %w", b.Executable, err)
+	} else if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return false, fmt.Errorf("executable %s is not an executable file", b.Executable)
+	}
 	pidPath := filepath.Join(l.SysRun(), "bpm", p.job, p.name+".pid")
 	p.killStale(pidPath, b.Executable)
 	attr := p.sysProcAttr(b.Unsafe.Privileged)
@@ -527,10 +532,14 @@ func (p *proc) runBPM(stop chan struct{}) (bool, error) {
 		select {
 		case err := <-waitCh:
 			p.removeCgroup()
-			if err == nil {
-				return false, fmt.Errorf("exited with status 0 after %s", time.Since(p.startedAt).Round(time.Millisecond))
+			last := ""
+			if l := p.lastStderrLine(); l != "" {
+				last = ": " + l
 			}
-			return false, fmt.Errorf("%v after %s", err, time.Since(p.startedAt).Round(time.Millisecond))
+			if err == nil {
+				return false, fmt.Errorf("exited with status 0 after %s%s", time.Since(p.startedAt).Round(time.Millisecond), last)
+			}
+			return false, fmt.Errorf("%v after %s%s", err, time.Since(p.startedAt).Round(time.Millisecond), last)
 		case <-stop:
 			p.kill(pid, b.ShutdownSignal, waitCh)
 			p.removeCgroup()
@@ -557,6 +566,27 @@ func (p *proc) runBPM(stop chan struct{}) (bool, error) {
 			}
 		}
 	}
+}
+
+// lastStderrLine is the last line the process wrote on stderr (for error messages).
+func (p *proc) lastStderrLine() string {
+	time.Sleep(20 * time.Millisecond) // let the pipe copier catch up
+	f, err := os.Open(filepath.Join(p.sup.opts.Layout.JobLogDir(p.job), p.name+".stderr.log"))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return ""
+	}
+	off := fi.Size() - 512
+	if off < 0 {
+		off = 0
+	}
+	b := make([]byte, fi.Size()-off)
+	f.ReadAt(b, off)
+	return lastLine(string(b))
 }
 
 // killStale stops a process a previous agent left running (the agent was

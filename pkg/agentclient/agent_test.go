@@ -679,3 +679,42 @@ func TestShutdownStopsTheAgent(t *testing.T) {
 	var ce *agentclient.ConnectError
 	assert.True(t, errors.As(err, &ce), "%v", err)
 }
+
+func TestStartAndStopJobsInBoshOrder(t *testing.T) {
+	t.Parallel()
+	a, c := startAgent(t, act.Options{})
+	ctx := ctxT(t)
+	order := filepath.Join(a.Root, "order")
+	script := func(name string) act.File {
+		return act.File{Body: fmt.Sprintf("#!/bin/sh\necho %s $BOSH_VM_NEXT_STATE >> %s\n", name, order), Mode: 0o755}
+	}
+	drain := act.File{Body: fmt.Sprintf("#!/bin/sh\necho drain $1 >> %s\necho 0\n", order), Mode: 0o755}
+	applyJobs(t, c, []job{{name: "app", files: map[string]act.File{
+		"config/bpm.yml": bpm("- name: app\n  executable: /bin/sleep\n  args: [\"1000\"]\n"),
+		"bin/pre-start":  script("pre-start"), "bin/post-start": script("post-start"),
+		"bin/pre-stop": script("pre-stop"), "bin/post-stop": script("post-stop"), "bin/drain": drain,
+	}}}, nil)
+	st, err := c.StartJobs(ctx, 20*time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, protocol.JobRunning, st.JobState)
+	require.NoError(t, c.StopJobs(ctx, agentclient.StopOptions{VMNextState: "delete"}))
+	b, _ := os.ReadFile(order)
+	assert.Equal(t, "pre-start\npost-start\npre-stop delete\ndrain job_shutdown\npost-stop\n", string(b))
+	st, err = c.GetState(ctx, false)
+	require.NoError(t, err)
+	assert.Equal(t, protocol.JobStopped, st.JobState)
+}
+
+func TestStartJobsReportsAFailingProcess(t *testing.T) {
+	t.Parallel()
+	_, c := startAgent(t, act.Options{})
+	ctx := ctxT(t)
+	applyJobs(t, c, []job{{name: "broken", files: map[string]act.File{
+		"config/bpm.yml": bpm("- name: broken\n  executable: /no/such/binary\n"),
+	}}}, nil)
+	_, err := c.StartJobs(ctx, time.Second)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "jobs are failing after 1s: broken/broken is failing")
+	assert.Contains(t, err.Error(), "/no/such/binary")
+	assert.Contains(t, err.Error(), "logs in /var/vcap/sys/log/broken/")
+}

@@ -78,7 +78,7 @@ func (c *Client) run(ctx context.Context, command string, stdin io.Reader, stdou
 	defer stop()
 	err = s.Run(command)
 	if ctx.Err() != nil {
-		return -1, ctx.Err()
+		return -1, fmt.Errorf("agent of %s at %s: %s: %w", c.t.Name, c.t.Address, command, ctx.Err())
 	}
 	var ee *ssh.ExitError
 	if errors.As(err, &ee) {
@@ -119,6 +119,8 @@ func truncate(s string, n int) string {
 
 // Call runs an RPC method: req is encoded as JSON on stdin, the value decoded into resp.
 func (c *Client) Call(ctx context.Context, method string, req, resp any) error {
+	ctx, cancel := withDefaultTimeout(ctx, method)
+	defer cancel()
 	var in []byte
 	if req != nil {
 		b, err := json.Marshal(req)
@@ -141,6 +143,8 @@ func (c *Client) Call(ctx context.Context, method string, req, resp any) error {
 // stream runs a streaming command, copying stdout to w; a failure is the
 // typed error the agent wrote on stderr.
 func (c *Client) stream(ctx context.Context, command, method string, req any, w io.Writer) error {
+	ctx, cancel := withDefaultTimeout(ctx, method)
+	defer cancel()
 	var in []byte
 	if req != nil {
 		b, err := json.Marshal(req)
@@ -303,6 +307,8 @@ func (c *Client) GetBlob(ctx context.Context, sha256 string, w io.Writer) error 
 
 // HasBlobs returns which of digests the agent already holds.
 func (c *Client) HasBlobs(ctx context.Context, digests []string) ([]string, error) {
+	ctx, cancel := withDefaultTimeout(ctx, "blob has")
+	defer cancel()
 	var out bytes.Buffer
 	b, _ := json.Marshal(protocol.BlobHasRequest{Digests: digests})
 	if _, err := c.run(ctx, "blob has", bytes.NewReader(b), &out, io.Discard); err != nil {
