@@ -84,6 +84,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if _, err := a.ServerConfig(); err != nil {
+		return err
+	}
 	for _, w := range a.SetupPlatform(ctx) {
 		log.Warn("platform setup", "err", w)
 	}
