@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/creack/pty"
 	"github.com/pkg/sftp"
@@ -97,7 +98,11 @@ func (a *Agent) serveConn(ctx context.Context, conn net.Conn, cfg *ssh.ServerCon
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
+	// A peer that connects and never completes the handshake must not hold
+	// a connection forever.
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	sc, chans, reqs, err := ssh.NewServerConn(conn, cfg)
+	conn.SetDeadline(time.Time{})
 	if err != nil {
 		a.log.Debug("ssh handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 		conn.Close()

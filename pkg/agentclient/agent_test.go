@@ -718,3 +718,22 @@ func TestStartJobsReportsAFailingProcess(t *testing.T) {
 	assert.Contains(t, err.Error(), "/no/such/binary")
 	assert.Contains(t, err.Error(), "logs in /var/vcap/sys/log/broken/")
 }
+
+// A VM that stops answering (frozen, network gone) is noticed by the
+// keep-alives: its connection is dropped, and the next call reconnects.
+func TestKeepAliveDropsADeadConnection(t *testing.T) {
+	t.Parallel()
+	a := act.Start(t, agentBin, act.Options{})
+	pool := agentclient.NewPool(agentclient.Options{KeepAlive: 100 * time.Millisecond, DialTimeout: 2 * time.Second})
+	defer pool.Close()
+	c := pool.Client(a.Target())
+	ctx := ctxT(t)
+	require.NoError(t, c.Ping(ctx))
+	require.Equal(t, 1, pool.Len())
+	require.NoError(t, syscall.Kill(a.PID(), syscall.SIGSTOP))
+	t.Cleanup(func() { syscall.Kill(a.PID(), syscall.SIGCONT) })
+	require.Eventually(t, func() bool { return pool.Len() == 0 }, 5*time.Second, 20*time.Millisecond)
+	require.NoError(t, syscall.Kill(a.PID(), syscall.SIGCONT))
+	require.NoError(t, c.Ping(ctx))
+	assert.Equal(t, 1, pool.Len())
+}
