@@ -108,6 +108,7 @@ func run() error {
 		log.Info("signal received: stopping jobs")
 	case <-a.Done():
 		log.Info("shutdown requested")
+		a.WaitSessions(5 * time.Second)
 	case err := <-errc:
 		if err != nil {
 			return err

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kpaas/kpaas/pkg/agent/protocol"
@@ -56,6 +57,7 @@ type Agent struct {
 
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
+	sessions     atomic.Int64
 }
 
 // New builds an agent and restores what it had applied before a restart.

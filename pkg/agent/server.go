@@ -148,6 +148,8 @@ type session struct {
 }
 
 func (a *Agent) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request) {
+	a.sessions.Add(1)
+	defer a.sessions.Add(-1)
 	ctx, cancel := context.WithCancel(ctx)
 	s := &session{a: a, ch: ch, cancel: cancel}
 	defer cancel()
@@ -469,4 +471,13 @@ func exitCode(err error) int {
 		return 128 + 9
 	}
 	return 1
+}
+
+// WaitSessions waits up to timeout for open sessions to end (the reply to a
+// shutdown must reach the client before the agent exits).
+func (a *Agent) WaitSessions(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for a.sessions.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
