@@ -83,6 +83,9 @@ func (a *Agent) Prepare(ctx context.Context, spec protocol.ApplySpec) error {
 // process declarations. Jobs must have been stopped by the caller (the
 // director's order: drain, stop, apply, start).
 func (a *Agent) Apply(ctx context.Context, spec protocol.ApplySpec) error {
+	if err := a.supervisor.CheckIdle(); err != nil {
+		return err
+	}
 	if err := a.Prepare(ctx, spec); err != nil {
 		return err
 	}

@@ -90,10 +90,8 @@ type JobConfig struct {
 func (s *Supervisor) Load(jobs []JobConfig) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, p := range s.procs {
-		if p.active() {
-			return protocol.Errorf(protocol.ErrBusy, "process %s/%s is still running; stop the jobs before loading new ones", p.job, p.name)
-		}
+	if err := s.checkIdle(); err != nil {
+		return err
 	}
 	var procs []*proc
 	for _, j := range jobs {
@@ -134,6 +132,22 @@ func (s *Supervisor) Load(jobs []JobConfig) error {
 		p.closeLogs()
 	}
 	s.procs = procs
+	return nil
+}
+
+// CheckIdle fails when a loaded process is still running.
+func (s *Supervisor) CheckIdle() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.checkIdle()
+}
+
+func (s *Supervisor) checkIdle() error {
+	for _, p := range s.procs {
+		if p.active() {
+			return protocol.Errorf(protocol.ErrBusy, "process %s/%s is still running; stop the jobs before applying new ones", p.job, p.name)
+		}
+	}
 	return nil
 }
 

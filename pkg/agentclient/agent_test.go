@@ -283,6 +283,8 @@ func TestApplyStartStopLifecycle(t *testing.T) {
 
 	_, err = c.RunScript(ctx, "post-start", nil)
 	require.NoError(t, err)
+	err = c.Apply(ctx, spec)
+	assert.True(t, agentclient.IsType(err, protocol.ErrBusy), "apply while jobs run is refused before anything changes: %v", err)
 	_, err = c.RunScript(ctx, "pre-stop", map[string]string{"BOSH_VM_NEXT_STATE": "delete", "BOSH_INSTANCE_NEXT_STATE": "keep", "BOSH_DEPLOYMENT_NEXT_STATE": "keep"})
 	require.NoError(t, err)
 	b, _ = os.ReadFile(filepath.Join(root, "var/vcap/sys/log/web/pre-stop.stdout.log"))
