@@ -6,14 +6,15 @@ import (
 	"os"
 	"strings"
 	"syscall"
+
+	"github.com/vishvananda/netlink"
 )
 
 // SetupPlatform prepares the machine from the settings when the agent owns
-// it (Options.Platform): hostname (the agent id, as BOSH), resolv.conf from
-// the default network's DNS, and the ephemeral disk on /var/vcap/data.
-// Networks are expected to be configured by the IaaS (DHCP, config drive
-// network_data, or the local cloud's namespaces); kpaas-agent does not
-// rewrite interfaces. Problems are returned as warnings: the agent must come
+// it (Options.Platform): hostname (the agent id, as BOSH), the manual
+// networks' addresses and routes (ConfigureNetworks; DHCP and preconfigured
+// networks are left to the OS), resolv.conf from the default network's DNS,
+// and the ephemeral disk on /var/vcap/data. Problems are returned as warnings: the agent must come
 // up to be reachable.
 func (a *Agent) SetupPlatform(ctx context.Context) []error {
 	if !a.platform {
@@ -28,6 +29,18 @@ func (a *Agent) SetupPlatform(ctx context.Context) []error {
 			warns = append(warns, fmt.Errorf("setting hostname: %w", err))
 		} else {
 			os.WriteFile("/etc/hostname", []byte(s.AgentID+"\n"), 0o644)
+		}
+	}
+	if h, err := netlink.NewHandle(); err != nil {
+		warns = append(warns, fmt.Errorf("configuring networks: %w", err))
+	} else {
+		notes, err := ConfigureNetworks(h, s.Networks)
+		h.Close()
+		for _, n := range notes {
+			a.log.Info(n)
+		}
+		if err != nil {
+			warns = append(warns, fmt.Errorf("configuring networks: %w", err))
 		}
 	}
 	if _, n, ok := s.DefaultNetwork(); ok && len(n.DNS) > 0 {
