@@ -430,7 +430,10 @@ func (s *session) command(ctx context.Context, kind, command string) int {
 		}()
 		err = cmd.Wait()
 		<-done
+		s.mu.Lock()
+		s.ptmx = nil
 		ptmx.Close()
+		s.mu.Unlock()
 		return exitCode(err)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

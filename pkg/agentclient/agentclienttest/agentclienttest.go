@@ -35,7 +35,8 @@ import (
 	"github.com/kpaas/kpaas/pkg/agentclient"
 )
 
-// BuildAgent builds cmd/kpaas-agent (static) into a temporary directory.
+// BuildAgent builds cmd/kpaas-agent (static) into a temporary directory
+// (with the race detector when KPAAS_AGENT_RACE is set).
 // Call it from TestMain; cleanup removes the binary.
 func BuildAgent() (path string, cleanup func(), err error) {
 	goBin, err := exec.LookPath("go")
@@ -52,9 +53,15 @@ func BuildAgent() (path string, cleanup func(), err error) {
 		return "", nil, err
 	}
 	path = filepath.Join(dir, "kpaas-agent")
-	cmd := exec.Command(goBin, "build", "-o", path, "./cmd/kpaas-agent")
+	args := []string{"build", "-o", path}
+	env := append(os.Environ(), "CGO_ENABLED=0")
+	if os.Getenv("KPAAS_AGENT_RACE") != "" { // run the agents with the race detector
+		args = append(args, "-race")
+		env = append(os.Environ(), "CGO_ENABLED=1")
+	}
+	cmd := exec.Command(goBin, append(args, "./cmd/kpaas-agent")...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = env
 	if b, err := cmd.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
 		return "", nil, fmt.Errorf("building kpaas-agent: %v\n%s", err, b)
@@ -154,7 +161,12 @@ func Start(t testing.TB, bin string, o Options) *Agent {
 	if err := a.start(""); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { a.Stop() })
+	t.Cleanup(func() {
+		a.Stop()
+		if log := a.Log(); strings.Contains(log, "WARNING: DATA RACE") {
+			t.Errorf("the agent %s reported a data race:\n%s", a.Name, log)
+		}
+	})
 	return a
 }
 
