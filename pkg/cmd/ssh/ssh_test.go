@@ -173,3 +173,15 @@ func TestResolveErrors(t *testing.T) {
 	err = sshRun(ctx, &Options{IO: ios, Targets: targets, Deployment: "dep", Command: "true", Gateway: agentclient.GatewayFlags{Host: "jump"}})
 	assert.ErrorContains(t, err, "--gw-host needs --gw-private-key")
 }
+
+func TestUnwiredCommandSaysWhatIsMissing(t *testing.T) {
+	ios, _, _, _ := ui.Test()
+	f := &cmdutil.Factory{IO: ios, Globals: &cmdutil.GlobalOptions{Deployment: "cf"}}
+	cmd := NewCmdSSH(f, nil)
+	cmd.SetArgs([]string{"api", "-c", "id"})
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	err := cmd.Execute()
+	assert.ErrorIs(t, err, ErrNotWired)
+	assert.Contains(t, err.Error(), "state store")
+}

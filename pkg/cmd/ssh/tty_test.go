@@ -40,7 +40,9 @@ func TestInteractiveShellFromATerminal(t *testing.T) {
 	go io.Copy(out, ptmx)
 
 	done := make(chan error, 1)
-	go func() { done <- sshRun(context.Background(), &Options{IO: ios, Targets: targets, Deployment: "dep", Selector: "web/0"}) }()
+	go func() {
+		done <- sshRun(context.Background(), &Options{IO: ios, Targets: targets, Deployment: "dep", Selector: "web/0"})
+	}()
 	io.WriteString(ptmx, "echo term=$TERM; stty size\n")
 	waitFor(t, out, "30 100")
 	require.NoError(t, pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: 132}))
