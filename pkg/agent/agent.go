@@ -49,6 +49,7 @@ type Agent struct {
 	mu       sync.Mutex
 	settings *settings.Settings
 	spec     *protocol.ApplySpec
+	loadErr  error // the applied jobs' processes could not be read
 	cpuPrev  cpuTimes
 
 	lifecycle sync.Mutex // apply, start, stop, drain one at a time
@@ -153,11 +154,16 @@ func (a *Agent) State(full bool) protocol.State {
 	if a.spec != nil {
 		st.ApplySpec = *a.spec
 	}
+	loadErr := a.loadErr
 	a.mu.Unlock()
 	if st.Packages == nil {
 		st.Packages = map[string]protocol.BlobRef{}
 	}
 	st.JobState = RollUp(err == nil, procs)
+	if loadErr != nil && st.JobState != protocol.JobStopped {
+		// the supervisor cannot tell: BOSH's "monit unreachable"
+		st.JobState = protocol.JobUnknown
+	}
 	if full {
 		st.Vitals = a.vitals()
 	}

@@ -191,7 +191,11 @@ func (a *Agent) loadJobs() error {
 		a.mu.Unlock()
 		jobs = append(jobs, jc)
 	}
-	return a.supervisor.Load(jobs)
+	err := a.supervisor.Load(jobs)
+	a.mu.Lock()
+	a.loadErr = err
+	a.mu.Unlock()
+	return err
 }
 
 func (a *Agent) writeInstanceFiles(spec protocol.ApplySpec) error {

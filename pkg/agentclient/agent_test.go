@@ -739,3 +739,22 @@ func TestKeepAliveDropsADeadConnection(t *testing.T) {
 	require.NoError(t, c.Ping(ctx))
 	assert.Equal(t, 1, pool.Len())
 }
+
+func TestInvalidBPMIsRefusedAndStateUnknown(t *testing.T) {
+	t.Parallel()
+	_, c := startAgent(t, act.Options{})
+	ctx := ctxT(t)
+	idx := 0
+	all := act.TarGz(map[string]act.File{"bad/config/bpm.yml": {Body: "processes:\n- name: bad\n"}})
+	id := putBlob(t, c, all)
+	spec := protocol.ApplySpec{Deployment: "d", Name: "g", Index: &idx, Packages: map[string]protocol.BlobRef{},
+		Job: protocol.Job{Name: "g", Templates: []protocol.JobTemplate{{Name: "bad", Version: "1"}}},
+		RenderedTemplatesArchive: &protocol.BlobRef{SHA1: "sha256:" + id, BlobstoreID: id}}
+	err := c.Apply(ctx, spec)
+	assert.True(t, agentclient.IsType(err, protocol.ErrInvalidRequest), "%v", err)
+	assert.Contains(t, err.Error(), "job bad:")
+	assert.Contains(t, err.Error(), "executable is required")
+	st, err := c.GetState(ctx, false)
+	require.NoError(t, err)
+	assert.Equal(t, protocol.JobUnknown, st.JobState)
+}
