@@ -748,7 +748,7 @@ func TestInvalidBPMIsRefusedAndStateUnknown(t *testing.T) {
 	all := act.TarGz(map[string]act.File{"bad/config/bpm.yml": {Body: "processes:\n- name: bad\n"}})
 	id := putBlob(t, c, all)
 	spec := protocol.ApplySpec{Deployment: "d", Name: "g", Index: &idx, Packages: map[string]protocol.BlobRef{},
-		Job: protocol.Job{Name: "g", Templates: []protocol.JobTemplate{{Name: "bad", Version: "1"}}},
+		Job:                      protocol.Job{Name: "g", Templates: []protocol.JobTemplate{{Name: "bad", Version: "1"}}},
 		RenderedTemplatesArchive: &protocol.BlobRef{SHA1: "sha256:" + id, BlobstoreID: id}}
 	err := c.Apply(ctx, spec)
 	assert.True(t, agentclient.IsType(err, protocol.ErrInvalidRequest), "%v", err)
