@@ -375,7 +375,7 @@ func (s *session) blob(ctx context.Context, args []string) int {
 		}
 		resp := protocol.BlobHasResponse{Present: []string{}}
 		for _, d := range req.Digests {
-			if s.a.blobs.Has(strings.ToLower(d)) {
+			if s.a.blobs.Has(strings.TrimPrefix(strings.ToLower(d), "sha256:")) {
 				resp.Present = append(resp.Present, d)
 			}
 		}

@@ -181,9 +181,9 @@ func TestBlobs(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, present)
 	require.NoError(t, c.PutBlob(ctx, id, int64(len(data)), bytes.NewReader(data)))
-	present, err = c.HasBlobs(ctx, []string{id, strings.Repeat("0", 64)})
+	present, err = c.HasBlobs(ctx, []string{id, strings.Repeat("0", 64), "sha256:" + id})
 	require.NoError(t, err)
-	assert.Equal(t, []string{id}, present)
+	assert.Equal(t, []string{id, "sha256:" + id}, present, "bare and sha256:-prefixed digests are both understood")
 	var back bytes.Buffer
 	require.NoError(t, c.GetBlob(ctx, id, &back))
 	assert.True(t, bytes.Equal(data, back.Bytes()))
