@@ -518,14 +518,12 @@ func (p *proc) runBPM(stop chan struct{}) (bool, error) {
 	pid := cmd.Process.Pid
 	p.mu.Lock()
 	p.pid, p.startedAt, p.lastAt, p.lastTicks = pid, time.Now(), time.Time{}, 0
+	if limErr != nil {
+		p.lastErr = limErr.Error()
+	}
 	p.mu.Unlock()
 	writeFileAtomic(pidPath, []byte(strconv.Itoa(pid)), 0o644)
 	p.applyLimits(pid)
-	if limErr != nil {
-		p.mu.Lock()
-		p.lastErr = limErr.Error()
-		p.mu.Unlock()
-	}
 
 	waitCh := make(chan error, 1)
 	go func() { waitCh <- cmd.Wait() }()
