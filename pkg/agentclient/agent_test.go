@@ -758,3 +758,20 @@ func TestInvalidBPMIsRefusedAndStateUnknown(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, protocol.JobUnknown, st.JobState)
 }
+
+func TestEnsureBlobsSendsOnlyWhatIsMissing(t *testing.T) {
+	t.Parallel()
+	_, c := startAgent(t, act.Options{})
+	ctx := ctxT(t)
+	mk := func(s string) agentclient.Blob {
+		b := []byte(s)
+		return agentclient.Blob{SHA256: act.SHA256(b), Size: int64(len(b)), Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
+	}
+	a, b := mk("first"), mk("second")
+	n, err := c.EnsureBlobs(ctx, []agentclient.Blob{a})
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	n, err = c.EnsureBlobs(ctx, []agentclient.Blob{a, b, b})
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "the blob already there is not sent twice")
+}

@@ -404,3 +404,45 @@ func (c *Client) SFTP(ctx context.Context) (*sftp.Client, error) {
 	}
 	return sc, nil
 }
+
+// Blob is a blob kpaas may need to send: its SHA-256, size and how to read it.
+type Blob struct {
+	SHA256 string
+	Size   int64
+	Open   func() (io.ReadCloser, error)
+}
+
+// EnsureBlobs sends the blobs the agent does not hold yet (one `blob has`,
+// then a `blob put` per missing blob) and returns how many were sent.
+func (c *Client) EnsureBlobs(ctx context.Context, blobs []Blob) (int, error) {
+	ids := make([]string, len(blobs))
+	for i, b := range blobs {
+		ids[i] = b.SHA256
+	}
+	present, err := c.HasBlobs(ctx, ids)
+	if err != nil {
+		return 0, err
+	}
+	have := map[string]bool{}
+	for _, p := range present {
+		have[p] = true
+	}
+	sent := 0
+	for _, b := range blobs {
+		if have[b.SHA256] {
+			continue
+		}
+		r, err := b.Open()
+		if err != nil {
+			return sent, fmt.Errorf("opening blob %s for %s: %w", b.SHA256, c.t.Name, err)
+		}
+		err = c.PutBlob(ctx, b.SHA256, b.Size, r)
+		r.Close()
+		if err != nil {
+			return sent, err
+		}
+		have[b.SHA256] = true
+		sent++
+	}
+	return sent, nil
+}
