@@ -60,7 +60,7 @@ a unique prefix of it) or GROUP/INDEX. VMs on private networks are reached
 through a gateway (--gw-host, --gw-user, --gw-private-key), whose host key
 must be in known_hosts.`,
 		Example: `  kpaas ssh -d cf api/0
-  kpaas ssh -d cf router -c 'sudo systemctl status' 
+  kpaas ssh -d cf router -c 'uptime'
   kpaas ssh -d cf diego-cell -c 'df -h /var/vcap/data' --json
   kpaas ssh -d cf api/0 --gw-host jumpbox.example.com --gw-user ops --gw-private-key ~/.ssh/jumpbox`,
 		Args: cobra.MaximumNArgs(1),
@@ -92,7 +92,7 @@ must be in known_hosts.`,
 // AddGatewayFlags registers --gw-host, --gw-user, --gw-private-key and --gw-known-hosts.
 func AddGatewayFlags(cmd *cobra.Command, g *agentclient.GatewayFlags) {
 	fl := cmd.Flags()
-	fl.StringVar(&g.Host, "gw-host", "", "Reach the VMs through this SSH gateway `host[:port]`")
+	fl.StringVar(&g.Host, "gw-host", "", "Reach the VMs through this SSH gateway (`host`[:port], port 22 by default)")
 	fl.StringVar(&g.User, "gw-user", "", "SSH `user` on the gateway")
 	fl.StringVar(&g.PrivateKey, "gw-private-key", "", "Private key `file` the gateway accepts")
 	fl.StringVar(&g.KnownHosts, "gw-known-hosts", "", "known_hosts `file` holding the gateway's host key (default ~/.ssh/known_hosts)")
