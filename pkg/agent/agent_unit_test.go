@@ -242,3 +242,22 @@ func TestBlobStorePutIsAtomic(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, protocol.ErrInvalidRequest, pe.Type)
 }
+
+func TestBlobStorePrune(t *testing.T) {
+	bs := BlobStore{Dir: t.TempDir()}
+	put := func(s string, age time.Duration) string {
+		id := sha256hex([]byte(s))
+		_, err := bs.Put(id, strings.NewReader(s))
+		require.NoError(t, err)
+		old := time.Now().Add(-age)
+		require.NoError(t, os.Chtimes(bs.Path(id), old, old))
+		return id
+	}
+	kept, oldUnused, fresh := put("kept", 2*time.Hour), put("old", 2*time.Hour), put("fresh", time.Minute)
+	os.WriteFile(filepath.Join(bs.Dir, "not-a-blob"), nil, 0o644)
+	assert.Equal(t, 1, bs.Prune(map[string]bool{kept: true}, time.Hour, time.Now()))
+	assert.True(t, bs.Has(kept))
+	assert.False(t, bs.Has(oldUnused))
+	assert.True(t, bs.Has(fresh), "a blob uploaded recently (for the next apply) stays")
+	assert.FileExists(t, filepath.Join(bs.Dir, "not-a-blob"))
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/kpaas/kpaas/pkg/agent/protocol"
 )
@@ -171,8 +172,23 @@ func (a *Agent) Apply(ctx context.Context, spec protocol.ApplySpec) error {
 	a.mu.Lock()
 	a.spec = &spec
 	a.mu.Unlock()
+	// The packages and jobs are unpacked: blobs the spec no longer names and
+	// that nobody uploaded lately need not fill the ephemeral disk.
+	inUse := map[string]bool{}
+	for _, p := range spec.Packages {
+		inUse[p.BlobstoreID] = true
+	}
+	if r := spec.RenderedTemplatesArchive; r != nil {
+		inUse[r.BlobstoreID] = true
+	}
+	if n := a.blobs.Prune(inUse, BlobRetention, time.Now()); n > 0 {
+		a.log.Info("pruned unused blobs", "count", n)
+	}
 	return a.loadJobs()
 }
+
+// BlobRetention is how long an unreferenced blob is kept after an apply.
+var BlobRetention = time.Hour
 
 // loadJobs hands the applied jobs to the supervisor.
 func (a *Agent) loadJobs() error {
