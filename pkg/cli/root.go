@@ -3,6 +3,7 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/kpaas/kpaas/pkg/cmd/interpolate"
 	"github.com/kpaas/kpaas/pkg/cmd/logs"
 	"github.com/kpaas/kpaas/pkg/cmd/scp"
 	"github.com/kpaas/kpaas/pkg/cmd/ssh"
@@ -38,6 +39,7 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 	pf.StringVar(&g.LogLevel, "log-level", "", "Debug log `level`: debug, info, warn, error (also: KPAAS_LOG_LEVEL)")
 	pf.StringVar(&g.LogFile, "log-file", "", "Write debug logs to `file`")
 
+	root.AddCommand(interpolate.NewCmdInterpolate(f, nil))
 	root.AddCommand(logs.NewCmdLogs(f, nil))
 	root.AddCommand(scp.NewCmdSCP(f, nil))
 	root.AddCommand(ssh.NewCmdSSH(f, nil))
