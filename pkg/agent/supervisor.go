@@ -759,8 +759,12 @@ func (p *proc) removeCgroup() {
 func (p *proc) runMonit(stop chan struct{}) (bool, error) {
 	m := p.monit
 	env := p.env(nil)
-	if err := p.runProgram(m.StartProgram, m.StartTimeout, env); err != nil {
-		return false, fmt.Errorf("start program %q: %w", m.StartProgram, err)
+	// A process already alive in the pidfile (left by a previous agent, whose
+	// restart did not stop it) is adopted, not started twice.
+	if !pidAlive(readPidFile(m.PidFile)) {
+		if err := p.runProgram(m.StartProgram, m.StartTimeout, env); err != nil {
+			return false, fmt.Errorf("start program %q: %w", m.StartProgram, err)
+		}
 	}
 	deadline := time.Now().Add(m.StartTimeout)
 	pid := 0

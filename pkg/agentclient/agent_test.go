@@ -463,8 +463,16 @@ check file something with path /tmp/x
 		return st.JobState == protocol.JobRunning && st.Processes[0].PID != pid && st.Processes[0].Restarts == 1
 	}, 20*time.Second, 50*time.Millisecond)
 	st, _ = c.GetState(ctx, false)
+	pid = st.Processes[0].PID
+
+	// An agent killed and restarted adopts the live process instead of starting another.
+	a.Kill()
+	require.NoError(t, a.Restart())
+	st = waitState(t, c, protocol.JobRunning)
+	assert.Equal(t, pid, st.Processes[0].PID)
+
 	require.NoError(t, c.Stop(ctx))
-	assert.False(t, pidAlive(st.Processes[0].PID))
+	assert.False(t, pidAlive(pid))
 }
 
 func TestAgentRestartBringsJobsBack(t *testing.T) {
