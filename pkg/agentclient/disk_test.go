@@ -25,7 +25,10 @@ func loopDevice(t *testing.T, mb int) string {
 		t.Skipf("no loop device available: %v: %s", err, out)
 	}
 	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	t.Cleanup(func() {
+		exec.Command("umount", dev).Run()
+		exec.Command("losetup", "-d", dev).Run()
+	})
 	return dev
 }
 
