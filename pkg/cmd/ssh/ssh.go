@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sort"
@@ -183,7 +184,11 @@ func runCommand(ctx context.Context, opts *Options, pool *agentclient.Pool, targ
 				}
 				out := &ui.PrefixWriter{W: opts.IO.Out, Prefix: prefix, Mu: &outMu}
 				errOut := &ui.PrefixWriter{W: opts.IO.ErrOut, Prefix: prefix, Mu: &outMu}
-				code, err = pool.Client(t).Exec(ctx, opts.Command, nil, out, errOut)
+				var stdin io.Reader
+				if len(targets) == 1 && !opts.IO.IsStdinTTY() {
+					stdin = opts.IO.In // one instance: it can read what is piped in
+				}
+				code, err = pool.Client(t).Exec(ctx, opts.Command, stdin, out, errOut)
 				out.Flush()
 				errOut.Flush()
 			}

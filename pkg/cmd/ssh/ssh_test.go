@@ -121,10 +121,11 @@ func TestCommandOnEveryInstance(t *testing.T) {
 	assert.JSONEq(t, `[{"instance":"web/0","exit_code":0,"stdout":"ok\n","stderr":""},{"instance":"web/1","exit_code":3,"stdout":"","stderr":""}]`, out.String())
 	assert.Contains(t, errOut.String(), "1 of 2 instances failed")
 
-	// Only the selected instance runs it.
-	ios, _, out, _ = ui.Test()
-	require.NoError(t, sshRun(ctx, &Options{IO: ios, Targets: targets, Deployment: "dep", Selector: "web/1", Command: "echo one"}))
-	assert.Equal(t, "web/1: one\n", out.String())
+	// Only the selected instance runs it, and it reads what is piped in.
+	ios, in, out, _ := ui.Test()
+	in.WriteString("piped\n")
+	require.NoError(t, sshRun(ctx, &Options{IO: ios, Targets: targets, Deployment: "dep", Selector: "web/1", Command: "echo one; cat"}))
+	assert.Equal(t, "web/1: one\nweb/1: piped\n", out.String())
 
 	// An unreachable instance is reported as such.
 	ios, _, _, _ = ui.Test()
