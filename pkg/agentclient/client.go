@@ -289,13 +289,40 @@ func (c *Client) PutBlob(ctx context.Context, sha256 string, size int64, r io.Re
 	if size >= 0 {
 		cmd += " " + strconv.FormatInt(size, 10)
 	}
-	var out bytes.Buffer
-	code, err := c.run(ctx, cmd, r, &out, io.Discard)
+	s, cl, err := c.session(ctx)
 	if err != nil {
 		return err
 	}
-	if code != 0 && out.Len() == 0 {
-		return fmt.Errorf("agent of %s: blob put %s: exit status %d", c.t.Name, sha256, code)
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.Close() })
+	defer stop()
+	var out bytes.Buffer
+	s.Stdout, s.Stderr = &out, io.Discard
+	// Write straight into the channel from a large buffer (no pipe hop):
+	// the channel cuts it into packets.
+	w, err := s.StdinPipe()
+	if err != nil {
+		return err
+	}
+	if err := s.Start(cmd); err != nil {
+		c.pool.forget(c.t, cl)
+		return fmt.Errorf("agent of %s at %s: %s: %w", c.t.Name, c.t.Address, cmd, err)
+	}
+	_, copyErr := io.CopyBuffer(w, r, make([]byte, 256<<10))
+	w.Close()
+	err = s.Wait()
+	if ctx.Err() != nil {
+		return fmt.Errorf("agent of %s at %s: %s: %w", c.t.Name, c.t.Address, cmd, ctx.Err())
+	}
+	var ee *ssh.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return fmt.Errorf("agent of %s at %s: %s: %w", c.t.Name, c.t.Address, cmd, err)
+	}
+	if out.Len() == 0 {
+		if copyErr != nil {
+			return fmt.Errorf("agent of %s: %s: reading the blob: %w", c.t.Name, cmd, copyErr)
+		}
+		return fmt.Errorf("agent of %s: %s: no reply", c.t.Name, cmd)
 	}
 	return c.decode("blob put", out.Bytes(), nil)
 }
