@@ -101,6 +101,7 @@ func run() error {
 	}
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe()
+	go a.RotateLogsEvery(serveCtx, 5*time.Minute)
 	errc := make(chan error, 1)
 	go func() { errc <- a.Serve(serveCtx, ln) }()
 	select {

@@ -261,3 +261,30 @@ func TestBlobStorePrune(t *testing.T) {
 	assert.True(t, bs.Has(fresh), "a blob uploaded recently (for the next apply) stays")
 	assert.FileExists(t, filepath.Join(bs.Dir, "not-a-blob"))
 }
+
+func TestRotateJobLogs(t *testing.T) {
+	a, err := New(Options{Layout: Layout{Root: t.TempDir()}, Settings: testSettings()})
+	require.NoError(t, err)
+	dir := filepath.Join(a.layout.SysLog(), "web")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	big := filepath.Join(dir, "access.log")
+	small := filepath.Join(dir, "small.log")
+	os.WriteFile(big, bytes.Repeat([]byte("x"), 200), 0o644)
+	os.WriteFile(small, []byte("tiny"), 0o644)
+	n, err := a.RotateJobLogs(100, 2)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	fi, _ := os.Stat(big)
+	assert.Equal(t, int64(0), fi.Size(), "truncated in place: the writer keeps its file")
+	b, _ := os.ReadFile(big + ".1")
+	assert.Len(t, b, 200)
+	os.WriteFile(big, bytes.Repeat([]byte("y"), 150), 0o644)
+	n, _ = a.RotateJobLogs(100, 2)
+	assert.Equal(t, 1, n)
+	b, _ = os.ReadFile(big + ".2")
+	assert.Len(t, b, 200, "older copies shift up")
+
+	assert.Equal(t, int64(DefaultMaxLogFileSize), a.maxLogFileSize())
+	a.spec = &protocol.ApplySpec{Properties: map[string]any{"logging": map[string]any{"max_log_file_size": "10M"}}}
+	assert.Equal(t, int64(10<<20), a.maxLogFileSize())
+}
