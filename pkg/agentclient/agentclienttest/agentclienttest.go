@@ -10,12 +10,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -76,21 +73,13 @@ type Keys struct {
 	Public string // authorized_keys line
 }
 
-// NewKeys generates an ed25519 key pair.
+// NewKeys generates an ed25519 key pair (agentclient.GenerateKey).
 func NewKeys() (Keys, error) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	k, err := agentclient.GenerateKey()
 	if err != nil {
 		return Keys{}, err
 	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		return Keys{}, err
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		return Keys{}, err
-	}
-	return Keys{Signer: signer, PEM: string(pem.EncodeToMemory(block)), Public: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))}, nil
+	return Keys{Signer: k.Signer, PEM: k.PrivatePEM, Public: k.Public}, nil
 }
 
 // MustKeys is NewKeys failing the test.
