@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kpaas/kpaas/pkg/agent/protocol"
+	"github.com/kpaas/kpaas/pkg/agent/settings"
 	"github.com/kpaas/kpaas/pkg/agentclient"
 	act "github.com/kpaas/kpaas/pkg/agentclient/agentclienttest"
 )
@@ -782,4 +783,40 @@ func TestEnsureBlobsSendsOnlyWhatIsMissing(t *testing.T) {
 	n, err = c.EnsureBlobs(ctx, []agentclient.Blob{a, b, b})
 	require.NoError(t, err)
 	assert.Equal(t, 1, n, "the blob already there is not sent twice")
+}
+
+// The VM-wide script timeouts come from the settings (env.kpaas.timeouts).
+func TestPreStartTimeoutFromSettings(t *testing.T) {
+	t.Parallel()
+	_, c := startAgent(t, act.Options{Modify: func(s *settings.Settings) { s.Env.Kpaas.Timeouts = map[string]int{"pre-start": 1} }})
+	ctx := ctxT(t)
+	applyJobs(t, c, []job{
+		{name: "slow", files: map[string]act.File{"bin/pre-start": {Body: "#!/bin/sh\nsleep 1000\n", Mode: 0o755}}},
+		{name: "slow-but-allowed", timeouts: map[string]int{"pre-start": 30}, files: map[string]act.File{"bin/pre-start": {Body: "#!/bin/sh\nsleep 1.5\n", Mode: 0o755}}},
+	}, nil)
+	start := time.Now()
+	res, err := c.RunScript(ctx, "pre-start", nil)
+	assert.Less(t, time.Since(start), 10*time.Second)
+	require.True(t, agentclient.IsType(err, protocol.ErrTimeout), "%v", err)
+	assert.Contains(t, err.Error(), "1 of 2 pre-start scripts failed. Failed Jobs: slow. Successful Jobs: slow-but-allowed.")
+	assert.Contains(t, err.Error(), "timed out after 1s and was killed (log: ")
+	assert.Nil(t, res.Results, "the typed error replaces the value")
+}
+
+func TestPrepareUnpacksAheadOfApply(t *testing.T) {
+	t.Parallel()
+	a, c := startAgent(t, act.Options{})
+	ctx := ctxT(t)
+	m1, m2 := strings.Repeat("1", 64), strings.Repeat("2", 64)
+	spec := protocol.ApplySpec{Packages: map[string]protocol.BlobRef{"a": {Version: "1", BlobstoreID: m1}, "b": {Version: "1", BlobstoreID: m2}}}
+	err := c.Prepare(ctx, spec)
+	require.True(t, agentclient.IsType(err, protocol.ErrBlobMissing), "%v", err)
+	assert.Contains(t, err.Error(), "2 blobs missing")
+	id := putBlob(t, c, act.TarGz(map[string]act.File{"bin/tool": {Body: "t", Mode: 0o755}}))
+	spec.Packages = map[string]protocol.BlobRef{"tool": {Version: "1", SHA1: "sha256:" + id, BlobstoreID: id}}
+	require.NoError(t, c.Prepare(ctx, spec))
+	matches, _ := filepath.Glob(filepath.Join(a.Root, "var/vcap/data/packages/tool/*/bin/tool"))
+	assert.Len(t, matches, 1, "unpacked under data/packages")
+	_, err = os.Lstat(filepath.Join(a.Root, "var/vcap/packages/tool"))
+	assert.True(t, os.IsNotExist(err), "but not linked until apply")
 }
