@@ -39,12 +39,15 @@ type Options struct {
 
 // Agent is one VM's agent.
 type Agent struct {
-	layout     Layout
-	log        *slog.Logger
-	version    string
-	platform   bool
-	blobs      BlobStore
-	supervisor *Supervisor
+	layout   Layout
+	log      *slog.Logger
+	version  string
+	platform bool
+	// fixedLogSize: the supervisor's log size was set by the agent's
+	// options, not by the spec's logging.max_log_file_size
+	fixedLogSize bool
+	blobs        BlobStore
+	supervisor   *Supervisor
 
 	mu       sync.Mutex
 	settings *settings.Settings
@@ -82,10 +85,11 @@ func New(opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		layout: opts.Layout, log: opts.Logger, version: opts.Version, platform: opts.Platform,
-		blobs:      BlobStore{Dir: opts.Layout.Blobs()},
-		supervisor: NewSupervisor(so),
-		settings:   opts.Settings,
-		shutdown:   make(chan struct{}),
+		blobs:        BlobStore{Dir: opts.Layout.Blobs()},
+		supervisor:   NewSupervisor(so),
+		settings:     opts.Settings,
+		shutdown:     make(chan struct{}),
+		fixedLogSize: opts.Supervisor.LogMaxSize != 0,
 	}
 	if b, err := json.Marshal(opts.Settings); err == nil {
 		writeFileAtomic(opts.Layout.SettingsFile(), b, 0o600)

@@ -207,6 +207,9 @@ func (a *Agent) loadJobs() error {
 		a.mu.Unlock()
 		jobs = append(jobs, jc)
 	}
+	if !a.fixedLogSize {
+		a.supervisor.SetLogMaxSize(a.maxLogFileSize())
+	}
 	err := a.supervisor.Load(jobs)
 	a.mu.Lock()
 	a.loadErr = err

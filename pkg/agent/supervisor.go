@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -67,15 +68,26 @@ func (o *SupervisorOptions) defaults() {
 type Supervisor struct {
 	opts SupervisorOptions
 
-	mu        sync.Mutex
-	procs     []*proc
-	monitored bool
+	mu         sync.Mutex
+	procs      []*proc
+	monitored  bool
+	logMaxSize atomic.Int64
 }
 
 // NewSupervisor returns a supervisor with nothing loaded.
 func NewSupervisor(opts SupervisorOptions) *Supervisor {
 	opts.defaults()
-	return &Supervisor{opts: opts}
+	s := &Supervisor{opts: opts}
+	s.logMaxSize.Store(opts.LogMaxSize)
+	return s
+}
+
+// SetLogMaxSize changes the size at which process logs opened from now on
+// rotate (the apply spec's logging.max_log_file_size).
+func (s *Supervisor) SetLogMaxSize(n int64) {
+	if n > 0 {
+		s.logMaxSize.Store(n)
+	}
 }
 
 // JobConfig is one job to supervise; StopTimeout overrides the process
@@ -325,10 +337,10 @@ func (p *proc) openLogs() error {
 		return err
 	}
 	var err error
-	if p.stdout, err = OpenRotating(filepath.Join(dir, p.name+".stdout.log"), p.sup.opts.LogMaxSize, p.sup.opts.LogKeep); err != nil {
+	if p.stdout, err = OpenRotating(filepath.Join(dir, p.name+".stdout.log"), p.sup.logMaxSize.Load(), p.sup.opts.LogKeep); err != nil {
 		return err
 	}
-	if p.stderr, err = OpenRotating(filepath.Join(dir, p.name+".stderr.log"), p.sup.opts.LogMaxSize, p.sup.opts.LogKeep); err != nil {
+	if p.stderr, err = OpenRotating(filepath.Join(dir, p.name+".stderr.log"), p.sup.logMaxSize.Load(), p.sup.opts.LogKeep); err != nil {
 		p.stdout.Close()
 		p.stdout = nil
 		return err

@@ -68,7 +68,7 @@ func putBlob(t testing.TB, c *agentclient.Client, b []byte) string {
 }
 
 // applyJobs uploads packages and the rendered templates archive and applies.
-func applyJobs(t testing.TB, c *agentclient.Client, jobs []job, pkgs map[string]map[string]act.File) protocol.ApplySpec {
+func applyJobs(t testing.TB, c *agentclient.Client, jobs []job, pkgs map[string]map[string]act.File, mods ...func(*protocol.ApplySpec)) protocol.ApplySpec {
 	t.Helper()
 	idx := 0
 	spec := protocol.ApplySpec{Deployment: "dep", Name: "test", Index: &idx, ID: "uuid-1", AZ: "z1", Packages: map[string]protocol.BlobRef{},
@@ -88,6 +88,9 @@ func applyJobs(t testing.TB, c *agentclient.Client, jobs []job, pkgs map[string]
 		spec.Job.Name = "test"
 		id := putBlob(t, c, act.TarGz(all))
 		spec.RenderedTemplatesArchive = &protocol.BlobRef{SHA1: "sha256:" + id, BlobstoreID: id}
+	}
+	for _, m := range mods {
+		m(&spec)
 	}
 	require.NoError(t, c.Apply(ctxT(t), spec))
 	return spec
@@ -819,4 +822,28 @@ func TestPrepareUnpacksAheadOfApply(t *testing.T) {
 	assert.Len(t, matches, 1, "unpacked under data/packages")
 	_, err = os.Lstat(filepath.Join(a.Root, "var/vcap/packages/tool"))
 	assert.True(t, os.IsNotExist(err), "but not linked until apply")
+}
+
+// The apply spec's logging.max_log_file_size sets where process logs rotate.
+func TestProcessLogsRotateAtMaxLogFileSize(t *testing.T) {
+	t.Parallel()
+	a, c := startAgent(t, act.Options{})
+	ctx := ctxT(t)
+	applyJobs(t, c, []job{{name: "chatty", files: map[string]act.File{
+		"config/bpm.yml": bpm("- name: chatty\n  executable: /bin/sh\n  args: [\"-c\", \"i=0; while [ $i -lt 100 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; exec sleep 1000\"]\n"),
+	}}}, nil, func(s *protocol.ApplySpec) {
+		s.Properties = map[string]any{"logging": map[string]any{"max_log_file_size": "1K"}}
+	})
+	require.NoError(t, c.Start(ctx))
+	log := filepath.Join(a.Root, "var/vcap/sys/log/chatty/chatty.stdout.log")
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(log)
+		return strings.Contains(string(b), "line-99-")
+	}, 10*time.Second, 20*time.Millisecond)
+	for _, p := range []string{log, log + ".1"} {
+		fi, err := os.Stat(p)
+		require.NoError(t, err)
+		assert.LessOrEqual(t, fi.Size(), int64(1024), p)
+	}
+	require.NoError(t, c.Stop(ctx))
 }
