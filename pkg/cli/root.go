@@ -12,6 +12,9 @@ import (
 	statecmd "github.com/kpaas/kpaas/pkg/cmd/state"
 	"github.com/kpaas/kpaas/pkg/cmd/unlock"
 	"github.com/kpaas/kpaas/pkg/cmd/updateconfig"
+	"github.com/kpaas/kpaas/pkg/cmd/logs"
+	"github.com/kpaas/kpaas/pkg/cmd/scp"
+	"github.com/kpaas/kpaas/pkg/cmd/ssh"
 	"github.com/kpaas/kpaas/pkg/cmd/version"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
 )
@@ -46,6 +49,9 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 
 	root.AddCommand(createrelease.NewCmdCreateRelease(f, nil))
 	root.AddCommand(interpolate.NewCmdInterpolate(f, nil))
+	root.AddCommand(logs.NewCmdLogs(f, nil))
+	root.AddCommand(scp.NewCmdSCP(f, nil))
+	root.AddCommand(ssh.NewCmdSSH(f, nil))
 	root.AddCommand(version.NewCmdVersion(f, nil))
 	// Register new commands here, one line each, in alphabetical order.
 	root.AddCommand(showconfig.NewCmdCloudConfig(f, nil))
