@@ -42,12 +42,12 @@ type FakeDisk struct {
 }
 
 type fakeState struct {
-	Seq       int                               `json:"seq"`
-	Stemcells map[cpi.StemcellCID]cpi.Props     `json:"stemcells"`
-	VMs       map[cpi.VMCID]*FakeVM             `json:"vms"`
-	Disks     map[cpi.DiskCID]*FakeDisk         `json:"disks"`
-	Snapshots map[cpi.SnapshotCID]cpi.DiskCID   `json:"snapshots"`
-	NextIP    int                               `json:"next_ip"`
+	Seq       int                             `json:"seq"`
+	Stemcells map[cpi.StemcellCID]cpi.Props   `json:"stemcells"`
+	VMs       map[cpi.VMCID]*FakeVM           `json:"vms"`
+	Disks     map[cpi.DiskCID]*FakeDisk       `json:"disks"`
+	Snapshots map[cpi.SnapshotCID]cpi.DiskCID `json:"snapshots"`
+	NextIP    int                             `json:"next_ip"`
 }
 
 // Fake is an in-memory CPI for the engine's unit tests: it keeps stemcells,
