@@ -200,3 +200,26 @@ func (n Network) String() string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// UnmarshalJSON accepts any scalar value and keeps it as a string (BOSH sends
+// strings; some callers send numbers or booleans).
+func (m *Metadata) UnmarshalJSON(b []byte) error {
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("parsing metadata: %w", err)
+	}
+	out := make(Metadata, len(raw))
+	for k, v := range raw {
+		switch x := v.(type) {
+		case string:
+			out[k] = x
+		case nil:
+			out[k] = ""
+		default:
+			b, _ := json.Marshal(x)
+			out[k] = string(b)
+		}
+	}
+	*m = out
+	return nil
+}

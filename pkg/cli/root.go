@@ -3,6 +3,7 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
+	cpicmd "github.com/kpaas/kpaas/pkg/cmd/cpi"
 	"github.com/kpaas/kpaas/pkg/cmd/version"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
 )
@@ -35,6 +36,7 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 	pf.StringVar(&g.LogLevel, "log-level", "", "Debug log `level`: debug, info, warn, error (also: KPAAS_LOG_LEVEL)")
 	pf.StringVar(&g.LogFile, "log-file", "", "Write debug logs to `file`")
 
+	root.AddCommand(cpicmd.NewCmdCPI(f, nil))
 	root.AddCommand(version.NewCmdVersion(f, nil))
 	// Register new commands here, one line each, in alphabetical order.
 	return root
