@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/spf13/cobra"
-
 	"github.com/kpaas/kpaas/cpi"
 	"github.com/kpaas/kpaas/cpi/cpitest"
 	"github.com/kpaas/kpaas/cpi/registry"
@@ -35,8 +33,3 @@ func Drivers() *registry.Registry {
 	return r
 }
 
-func registerLocal(r *registry.Registry) {}
-
-func newCmdLocalVMInit() *cobra.Command {
-	return &cobra.Command{Use: "local-vm-init", Hidden: true, RunE: func(*cobra.Command, []string) error { return nil }}
-}
