@@ -84,4 +84,3 @@ func (l *Local) Inventory() ([]string, error) {
 	slices.Sort(out)
 	return out, nil
 }
-

@@ -197,7 +197,12 @@ func safeID(s string) bool {
 	return s != "" && !strings.ContainsAny(s, "/\\") && s != "." && s != ".."
 }
 
-func writeJSON(path string, v any) error {
+// writeJSON writes v atomically and durably (temp file, fsync, rename).
+func writeJSON(path string, v any) error { return writeJSONSync(path, v, true) }
+
+// writeJSONSync writes v atomically; durably when sync (what does not outlive
+// the host's uptime, like a PID, needs no fsync).
+func writeJSONSync(path string, v any, sync bool) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
@@ -211,9 +216,11 @@ func writeJSON(path string, v any) error {
 		fh.Close()
 		return err
 	}
-	if err := fh.Sync(); err != nil {
-		fh.Close()
-		return err
+	if sync {
+		if err := fh.Sync(); err != nil {
+			fh.Close()
+			return err
+		}
 	}
 	if err := fh.Close(); err != nil {
 		return err

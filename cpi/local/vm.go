@@ -222,6 +222,8 @@ func hostname(rec *vmRecord) string {
 // launcher pivots into the root and execs the agent.
 func (l *Local) start(ctx context.Context, rec *vmRecord) (err error) {
 	dir := l.vmDir(rec.CID)
+	t0 := time.Now()
+	defer func() { l.log.Debug("vm started", "vm", rec.CID, "elapsed", time.Since(t0), "err", err) }()
 	spec := initSpec{
 		Lower: filepath.Join(l.stemcellDir(rec.Stemcell), "rootfs"), Upper: filepath.Join(dir, "upper"),
 		Work: filepath.Join(dir, "work"), Merged: filepath.Join(dir, "rootfs"), DevDisks: filepath.Join(dir, "devdisks"),
@@ -231,7 +233,7 @@ func (l *Local) start(ctx context.Context, rec *vmRecord) (err error) {
 		return fmt.Errorf("stemcell %s of the VM: %w", rec.Stemcell, err)
 	}
 	specPath := filepath.Join(dir, "init.json")
-	if err := writeJSON(specPath, spec); err != nil {
+	if err := writeJSONSync(specPath, spec, false); err != nil {
 		return err
 	}
 	if err := l.attachAll(rec); err != nil {
@@ -280,15 +282,18 @@ func (l *Local) start(ctx context.Context, rec *vmRecord) (err error) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}()
-	if err := l.saveVM(rec); err != nil {
+	// The PID matters only while the host is up: no fsync.
+	if err := writeJSONSync(filepath.Join(dir, "vm.json"), rec, false); err != nil {
 		return err
 	}
 	if err := l.cg.create(string(rec.CID), pid, rec.Limits); err != nil {
 		return err
 	}
+	l.log.Debug("vm launcher started, cgroups set", "vm", rec.CID, "elapsed", time.Since(t0))
 	if err := plugNICs(pid, rec.NICs); err != nil {
 		return fmt.Errorf("plugging NICs: %w", err)
 	}
+	l.log.Debug("vm nics plugged", "vm", rec.CID, "elapsed", time.Since(t0))
 	if _, err := goW.Write([]byte{'g'}); err != nil {
 		// The launcher is gone; its status says why.
 		l.log.Debug("launcher did not take the go signal", "vm", rec.CID, "err", err)
@@ -380,9 +385,11 @@ func (l *Local) stop(rec *vmRecord) error {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+	l.log.Debug("vm processes gone", "vm", rec.CID)
 	if err := unplugNICs(rec.NICs); err != nil {
 		errs = append(errs, err)
 	}
+	l.log.Debug("vm nics gone", "vm", rec.CID)
 	if err := l.cg.remove(string(rec.CID), 5*time.Second); err != nil {
 		errs = append(errs, err)
 	}
@@ -393,9 +400,12 @@ func (l *Local) stop(rec *vmRecord) error {
 // directory, loop devices of its disks (the disks stay), unused bridges.
 func (l *Local) destroy(rec *vmRecord) error {
 	var errs []error
+	t0 := time.Now()
+	defer func() { l.log.Debug("vm destroyed", "vm", rec.CID, "elapsed", time.Since(t0)) }()
 	if err := l.stop(rec); err != nil {
 		errs = append(errs, err)
 	}
+	l.log.Debug("vm stopped", "vm", rec.CID, "elapsed", time.Since(t0))
 	unlock, err := l.lock()
 	if err != nil {
 		return errors.Join(append(errs, err)...)

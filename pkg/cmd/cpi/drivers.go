@@ -32,4 +32,3 @@ func Drivers() *registry.Registry {
 	registerLocal(r)
 	return r
 }
-
