@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	cpicmd "github.com/kpaas/kpaas/pkg/cmd/cpi"
+	"github.com/kpaas/kpaas/pkg/cmd/createstemcell"
 	"github.com/kpaas/kpaas/pkg/cmd/version"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
 )
@@ -37,6 +38,7 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 	pf.StringVar(&g.LogFile, "log-file", "", "Write debug logs to `file`")
 
 	root.AddCommand(cpicmd.NewCmdCPI(f, nil))
+	root.AddCommand(createstemcell.NewCmdCreateStemcell(f, nil))
 	root.AddCommand(version.NewCmdVersion(f, nil))
 	// Register new commands here, one line each, in alphabetical order.
 	return root
