@@ -188,11 +188,50 @@ func (c *CPI) call(ctx context.Context, method string, args []any, v int) (json.
 	return resp.Result, nil
 }
 
+// redact hides secrets (passwords, keys, tokens, credentials in the context)
+// from a request before it is logged.
 func redact(b []byte) string {
-	if len(b) > 4096 {
-		return string(b[:4096]) + "..."
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return "<unparsable request>"
 	}
-	return string(b)
+	out, _ := json.Marshal(redactValue(v))
+	if len(out) > 4096 {
+		return string(out[:4096]) + "..."
+	}
+	return string(out)
+}
+
+func redactValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, val := range x {
+			if secretKey(k) {
+				m[k] = "<redacted>"
+			} else {
+				m[k] = redactValue(val)
+			}
+		}
+		return m
+	case []any:
+		out := make([]any, len(x))
+		for i, val := range x {
+			out[i] = redactValue(val)
+		}
+		return out
+	}
+	return v
+}
+
+func secretKey(k string) bool {
+	k = strings.ToLower(k)
+	for _, s := range []string{"password", "secret", "private_key", "host_key", "token", "api_key", "credential"} {
+		if strings.Contains(k, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func tail(s string) string {

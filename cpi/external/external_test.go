@@ -203,3 +203,21 @@ func TestGarbageResponseSaysWhatCameBack(t *testing.T) {
 	require.ErrorIs(t, err, cpi.ErrCpiError)
 	assert.Contains(t, err.Error(), "not json")
 }
+
+func TestSecretsAreNotLogged(t *testing.T) {
+	var logs bytes.Buffer
+	f := cpitest.NewFake()
+	c := external.New(external.Config{Run: (&inProcess{drv: f}).run, Properties: map[string]any{"openstack": map[string]any{"api_key": "os-secret"}},
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	st, err := c.CreateStemcell(context.Background(), "/dev/null", nil)
+	require.NoError(t, err)
+	_, _, err = c.CreateVM(context.Background(), "a", st, nil, nil, nil, cpi.Env{
+		"bosh": map[string]any{"password": "$6$hash"}, "kpaas": map[string]any{"host_key": "-----BEGIN PRIVATE KEY-----"}})
+	require.NoError(t, err)
+	assert.Contains(t, logs.String(), "create_vm")
+	for _, secret := range []string{"os-secret", "$6$hash", "BEGIN PRIVATE KEY"} {
+		assert.NotContains(t, logs.String(), secret)
+	}
+	fv, _ := f.VM(f.VMs()[0])
+	assert.Equal(t, "-----BEGIN PRIVATE KEY-----", fv.Settings.Env.Kpaas.HostKey, "the CPI itself gets the secret")
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -17,7 +18,7 @@ import (
 // DefaultLocalDir is the local cloud's state directory when its config names none:
 // $KPAAS_STATE/local, else ~/.kpaas/local.
 func DefaultLocalDir() string {
-	if s := os.Getenv("KPAAS_STATE"); s != "" {
+	if s := os.Getenv("KPAAS_STATE"); s != "" && !strings.Contains(s, "://") {
 		return filepath.Join(s, "local")
 	}
 	home, err := os.UserHomeDir()
