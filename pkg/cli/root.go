@@ -5,6 +5,9 @@ import (
 
 	cpicmd "github.com/kpaas/kpaas/pkg/cmd/cpi"
 	"github.com/kpaas/kpaas/pkg/cmd/createstemcell"
+	"github.com/kpaas/kpaas/pkg/cmd/logs"
+	"github.com/kpaas/kpaas/pkg/cmd/scp"
+	"github.com/kpaas/kpaas/pkg/cmd/ssh"
 	"github.com/kpaas/kpaas/pkg/cmd/version"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
 )
@@ -39,6 +42,9 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 
 	root.AddCommand(cpicmd.NewCmdCPI(f, nil))
 	root.AddCommand(createstemcell.NewCmdCreateStemcell(f, nil))
+	root.AddCommand(logs.NewCmdLogs(f, nil))
+	root.AddCommand(scp.NewCmdSCP(f, nil))
+	root.AddCommand(ssh.NewCmdSSH(f, nil))
 	root.AddCommand(version.NewCmdVersion(f, nil))
 	// Register new commands here, one line each, in alphabetical order.
 	return root

@@ -93,6 +93,9 @@ type KpaasEnv struct {
 	HostKey        string   `json:"host_key,omitempty"`        // PEM private key
 	AuthorizedKeys []string `json:"authorized_keys,omitempty"` // authorized_keys lines
 	Listen         string   `json:"listen,omitempty"`          // default ":6868"
+	// Timeouts overrides the agent's default script timeouts, in seconds, by
+	// script name ("pre-start", "drain", "run", "packaging", ...).
+	Timeouts map[string]int `json:"timeouts,omitempty"`
 }
 
 // DefaultAgentPort is the agent's SSH port.

@@ -1,0 +1,275 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+
+	"github.com/kpaas/kpaas/pkg/agent/protocol"
+)
+
+// packageDir is where package name/ref is installed: BOSH's
+// /var/vcap/data/packages/<pkg>/<sha1hex("<version>-<digest>")>.
+func (a *Agent) packageDir(name string, ref protocol.BlobRef) string {
+	return filepath.Join(a.layout.DataPackages(), name, sha1Hex(ref.Version+"-"+ref.SHA1+ref.BlobstoreID))
+}
+
+// installPackage verifies and extracts a package blob (once) and returns its directory.
+func (a *Agent) installPackage(name string, ref protocol.BlobRef) (string, error) {
+	dir := a.packageDir(name, ref)
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	blob, err := a.blobs.Resolve(ref, "package "+name)
+	if err != nil {
+		return "", err
+	}
+	tmp := dir + ".installing"
+	os.RemoveAll(tmp)
+	if err := extractArchive(blob, tmp); err != nil {
+		os.RemoveAll(tmp)
+		return "", protocol.Errorf(protocol.ErrInvalidRequest, "package %s: %v", name, err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// Prepare fetches what apply will need ahead of time: it checks every blob
+// of spec is here and unpacks the packages, so apply is quick.
+func (a *Agent) Prepare(ctx context.Context, spec protocol.ApplySpec) error {
+	var missing []string
+	check := func(ref protocol.BlobRef, what string) error {
+		_, err := a.blobs.Resolve(ref, what)
+		var pe *protocol.Error
+		if errors.As(err, &pe) && pe.Type == protocol.ErrBlobMissing {
+			missing = append(missing, pe.Message)
+			return nil
+		}
+		return err
+	}
+	for name, ref := range spec.Packages {
+		if err := check(ref, "package "+name); err != nil {
+			return err
+		}
+	}
+	if r := spec.RenderedTemplatesArchive; r != nil && (r.BlobstoreID != "" || r.SHA1 != "") {
+		if err := check(*r, "rendered templates archive"); err != nil {
+			return err
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return protocol.Errorf(protocol.ErrBlobMissing, "%d blobs missing: %v", len(missing), missing)
+	}
+	for name, ref := range spec.Packages {
+		if _, err := a.installPackage(name, ref); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Apply installs spec's packages and rendered job templates in the BOSH
+// layout, writes spec.json and the instance files, and loads the jobs'
+// process declarations. Jobs must have been stopped by the caller (the
+// director's order: drain, stop, apply, start).
+func (a *Agent) Apply(ctx context.Context, spec protocol.ApplySpec) error {
+	if err := a.Prepare(ctx, spec); err != nil {
+		return err
+	}
+	if err := a.layout.Ensure(); err != nil {
+		return err
+	}
+	// Packages: /var/vcap/packages/<pkg> -> data dir.
+	pkgNames := make([]string, 0, len(spec.Packages))
+	for name, ref := range spec.Packages {
+		dir, err := a.installPackage(name, ref)
+		if err != nil {
+			return err
+		}
+		if err := symlinkAtomic(dir, filepath.Join(a.layout.Packages(), name)); err != nil {
+			return fmt.Errorf("linking package %s: %w", name, err)
+		}
+		pkgNames = append(pkgNames, name)
+	}
+	sort.Strings(pkgNames)
+
+	// Jobs: rendered templates archive dir <job>/ -> data/jobs/<job>/<hash>.
+	var rendered string
+	if len(spec.Job.Templates) > 0 {
+		r := spec.RenderedTemplatesArchive
+		if r == nil || (r.BlobstoreID == "" && r.SHA1 == "") {
+			return protocol.Errorf(protocol.ErrInvalidRequest, "apply spec has jobs but no rendered_templates_archive")
+		}
+		blob, err := a.blobs.Resolve(*r, "rendered templates archive")
+		if err != nil {
+			return err
+		}
+		rendered, err = os.MkdirTemp(a.layout.Tmp(), "rendered-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(rendered)
+		if err := extractArchive(blob, rendered); err != nil {
+			return protocol.Errorf(protocol.ErrInvalidRequest, "rendered templates archive: %v", err)
+		}
+	}
+	gid := vcapGID()
+	keep := map[string]bool{}
+	for _, t := range spec.Job.Templates {
+		src := filepath.Join(rendered, t.Name)
+		if fi, err := os.Stat(src); err != nil || !fi.IsDir() {
+			return protocol.Errorf(protocol.ErrInvalidRequest, "rendered templates archive has no directory %s/ for job %s", t.Name, t.Name)
+		}
+		dst := filepath.Join(a.layout.DataJobs(), t.Name, sha1Hex(t.Version+"-"+t.SHA1+"-"+spec.RenderedTemplatesArchive.SHA1+spec.RenderedTemplatesArchive.BlobstoreID))
+		if err := installJobDir(src, dst, gid); err != nil {
+			return fmt.Errorf("installing job %s: %w", t.Name, err)
+		}
+		for _, p := range pkgNames {
+			if err := symlinkAtomic(filepath.Join(a.layout.Packages(), p), filepath.Join(dst, "packages", p)); err != nil {
+				return err
+			}
+		}
+		if err := symlinkAtomic(dst, a.layout.JobDir(t.Name)); err != nil {
+			return fmt.Errorf("linking job %s: %w", t.Name, err)
+		}
+		if err := a.layout.JobDirs(t.Name); err != nil {
+			return err
+		}
+		keep[t.Name] = true
+	}
+	// Jobs no longer in the spec disappear from /var/vcap/jobs (their data stays).
+	if entries, err := os.ReadDir(a.layout.Jobs()); err == nil {
+		for _, e := range entries {
+			if !keep[e.Name()] {
+				os.Remove(filepath.Join(a.layout.Jobs(), e.Name()))
+			}
+		}
+	}
+	if err := a.writeInstanceFiles(spec); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(a.layout.SpecFile(), b, 0o600); err != nil {
+		return fmt.Errorf("writing spec.json: %w", err)
+	}
+	a.mu.Lock()
+	a.spec = &spec
+	a.mu.Unlock()
+	return a.loadJobs()
+}
+
+// loadJobs hands the applied jobs to the supervisor.
+func (a *Agent) loadJobs() error {
+	var jobs []JobConfig
+	for _, name := range a.jobNames() {
+		jc := JobConfig{Name: name}
+		a.mu.Lock()
+		for _, t := range a.spec.Job.Templates {
+			if t.Name == name && t.Timeouts["stop"] > 0 {
+				jc.StopTimeout = secs(t.Timeouts["stop"])
+			}
+		}
+		if jc.StopTimeout == 0 && a.settings.Env.Kpaas.Timeouts["stop"] > 0 {
+			jc.StopTimeout = secs(a.settings.Env.Kpaas.Timeouts["stop"])
+		}
+		a.mu.Unlock()
+		jobs = append(jobs, jc)
+	}
+	return a.supervisor.Load(jobs)
+}
+
+func (a *Agent) writeInstanceFiles(spec protocol.ApplySpec) error {
+	idx := ""
+	if spec.Index != nil {
+		idx = strconv.Itoa(*spec.Index)
+	}
+	for name, v := range map[string]string{"deployment": spec.Deployment, "name": spec.Name, "az": spec.AZ, "index": idx, "id": spec.ID} {
+		if err := writeFileAtomic(filepath.Join(a.layout.Instance(), name), []byte(v), 0o644); err != nil {
+			return fmt.Errorf("writing instance file %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// installJobDir copies a rendered job into dst with BOSH's modes: dirs 0750,
+// files under bin/ 0750, others 0640, group vcap when it exists.
+func installJobDir(src, dst string, gid int) error {
+	if _, err := os.Stat(dst); err == nil {
+		return nil // same content already installed
+	}
+	tmp := dst + ".installing"
+	os.RemoveAll(tmp)
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(tmp, rel)
+		if d.IsDir() {
+			if err := os.MkdirAll(target, 0o750); err != nil {
+				return err
+			}
+			return chownGroup(target, gid)
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			l, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(l, target)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o640)
+		if filepath.Dir(rel) == "bin" || filepath.Base(filepath.Dir(rel)) == "bin" {
+			mode = 0o750
+		}
+		if err := os.WriteFile(target, b, mode); err != nil {
+			return err
+		}
+		os.Chmod(target, mode)
+		return chownGroup(target, gid)
+	})
+	if err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+func vcapGID() int {
+	if os.Geteuid() != 0 {
+		return -1
+	}
+	g, err := user.LookupGroup("vcap")
+	if err != nil {
+		return -1
+	}
+	n, _ := strconv.Atoi(g.Gid)
+	return n
+}
+
+func chownGroup(path string, gid int) error {
+	if gid < 0 {
+		return nil
+	}
+	return os.Lchown(path, 0, gid)
+}

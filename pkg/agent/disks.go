@@ -1,0 +1,227 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+
+	"github.com/kpaas/kpaas/pkg/agent/protocol"
+)
+
+// mountedDisk records where a persistent disk is mounted.
+type mountedDisk struct {
+	Device     string `json:"device"`
+	MountPoint string `json:"mount_point"`
+}
+
+func (a *Agent) loadJSON(path string, v any) {
+	if b, err := os.ReadFile(path); err == nil {
+		json.Unmarshal(b, v)
+	}
+}
+
+func (a *Agent) saveJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, b, 0o600)
+}
+
+// diskHints merges the settings' persistent disk hints with those added by
+// add_persistent_disk (persistent_disk_hints.json).
+func (a *Agent) diskHints() map[string]any {
+	out := map[string]any{}
+	a.mu.Lock()
+	for k, v := range a.settings.Disks.Persistent {
+		out[k] = v
+	}
+	a.mu.Unlock()
+	added := map[string]any{}
+	a.loadJSON(a.layout.DiskHintsFile(), &added)
+	for k, v := range added {
+		out[k] = v
+	}
+	return out
+}
+
+func (a *Agent) mounted() map[string]mountedDisk {
+	m := map[string]mountedDisk{}
+	a.loadJSON(a.layout.MountsFile(), &m)
+	return m
+}
+
+// AddPersistentDisk records the hint of an attached disk.
+func (a *Agent) AddPersistentDisk(req protocol.AddPersistentDiskRequest) error {
+	if req.CID == "" || req.Hint == nil {
+		return protocol.Errorf(protocol.ErrInvalidRequest, "add_persistent_disk needs cid and hint")
+	}
+	added := map[string]any{}
+	a.loadJSON(a.layout.DiskHintsFile(), &added)
+	added[req.CID] = req.Hint
+	return a.saveJSON(a.layout.DiskHintsFile(), added)
+}
+
+// RemovePersistentDisk forgets a disk's hint.
+func (a *Agent) RemovePersistentDisk(req protocol.DiskRequest) error {
+	added := map[string]any{}
+	a.loadJSON(a.layout.DiskHintsFile(), &added)
+	delete(added, req.CID)
+	return a.saveJSON(a.layout.DiskHintsFile(), added)
+}
+
+// ListDisk lists the CIDs of the mounted persistent disks.
+func (a *Agent) ListDisk() []string {
+	var out []string
+	for cid := range a.mounted() {
+		out = append(out, cid)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// hintDevice turns a disk hint into a device path.
+func hintDevice(hint any) string {
+	switch h := hint.(type) {
+	case string:
+		return h
+	case map[string]any:
+		for _, k := range []string{"path", "device_path"} {
+			if s, ok := h[k].(string); ok && s != "" {
+				return s
+			}
+		}
+		if s, ok := h["id"].(string); ok && s != "" {
+			return "/dev/disk/by-id/" + s
+		}
+		if s, ok := h["volume_id"].(string); ok && s != "" {
+			return "/dev/disk/by-id/virtio-" + truncate(s, 20)
+		}
+	}
+	return ""
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func run(ctx context.Context, name string, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// MountDisk formats the disk if it carries no filesystem and mounts it on
+// /var/vcap/store. When another disk is mounted there (a disk replaced by a
+// new one) its data is copied onto the new disk first, then it is unmounted.
+func (a *Agent) MountDisk(ctx context.Context, cid string) error {
+	a.diskMu.Lock()
+	defer a.diskMu.Unlock()
+	mounts := a.mounted()
+	if _, ok := mounts[cid]; ok {
+		return nil
+	}
+	hint, ok := a.diskHints()[cid]
+	if !ok {
+		return protocol.Errorf(protocol.ErrNotFound, "disk %s: no hint in the settings or from add_persistent_disk; attach it and call add_persistent_disk first", cid)
+	}
+	dev := hintDevice(hint)
+	if os.Geteuid() != 0 {
+		return protocol.Errorf(protocol.ErrNotSupported, "disk %s: formatting and mounting %s needs root; the agent runs as uid %d", cid, dev, os.Geteuid())
+	}
+	fi, err := os.Stat(dev)
+	if err != nil || fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
+		return protocol.Errorf(protocol.ErrDisk, "disk %s: %q (from hint %v) is not a block device on this VM", cid, dev, hint)
+	}
+	fs := a.settings.Env.Bosh.PersistentDiskFS
+	if fs == "" {
+		fs = "ext4"
+	}
+	if typ, _ := run(ctx, "blkid", "-p", "-o", "value", "-s", "TYPE", dev); strings.TrimSpace(typ) == "" {
+		args := []string{"-q", dev}
+		if fs == "ext4" {
+			args = []string{"-q", "-F", dev}
+		}
+		if _, err := run(ctx, "mkfs."+fs, args...); err != nil {
+			return protocol.Errorf(protocol.ErrDisk, "disk %s: formatting %s as %s: %v", cid, dev, fs, err)
+		}
+	}
+	opts := a.settings.Env.Bosh.PersistentDiskOpts
+	mountArgs := func(target string) []string {
+		args := []string{}
+		if len(opts) > 0 {
+			args = append(args, "-o", strings.Join(opts, ","))
+		}
+		return append(args, dev, target)
+	}
+	store := a.layout.Store()
+	var old string
+	for c, m := range mounts {
+		if m.MountPoint == store {
+			old = c
+		}
+	}
+	if old == "" {
+		if err := os.MkdirAll(store, 0o755); err != nil {
+			return err
+		}
+		if _, err := run(ctx, "mount", mountArgs(store)...); err != nil {
+			return protocol.Errorf(protocol.ErrDisk, "disk %s: %v", cid, err)
+		}
+		mounts[cid] = mountedDisk{Device: dev, MountPoint: store}
+		return a.saveJSON(a.layout.MountsFile(), mounts)
+	}
+	// Migration: new disk at store_migration_target, copy, swap.
+	target := a.layout.StoreMigration()
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	if _, err := run(ctx, "mount", mountArgs(target)...); err != nil {
+		return protocol.Errorf(protocol.ErrDisk, "disk %s: %v", cid, err)
+	}
+	if _, err := run(ctx, "cp", "-a", store+"/.", target+"/"); err != nil {
+		run(ctx, "umount", target)
+		return protocol.Errorf(protocol.ErrDisk, "disk %s: copying data from disk %s: %v", cid, old, err)
+	}
+	if _, err := run(ctx, "umount", target); err != nil {
+		return protocol.Errorf(protocol.ErrDisk, "disk %s: %v", cid, err)
+	}
+	if _, err := run(ctx, "umount", store); err != nil {
+		return protocol.Errorf(protocol.ErrDisk, "disk %s: unmounting old disk %s: %v", cid, old, err)
+	}
+	delete(mounts, old)
+	if _, err := run(ctx, "mount", mountArgs(store)...); err != nil {
+		a.saveJSON(a.layout.MountsFile(), mounts)
+		return protocol.Errorf(protocol.ErrDisk, "disk %s: %v", cid, err)
+	}
+	mounts[cid] = mountedDisk{Device: dev, MountPoint: store}
+	return a.saveJSON(a.layout.MountsFile(), mounts)
+}
+
+// UnmountDisk unmounts a persistent disk (nothing to do when it is not mounted).
+func (a *Agent) UnmountDisk(ctx context.Context, cid string) error {
+	a.diskMu.Lock()
+	defer a.diskMu.Unlock()
+	mounts := a.mounted()
+	m, ok := mounts[cid]
+	if !ok {
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		return protocol.Errorf(protocol.ErrNotSupported, "disk %s: unmounting needs root", cid)
+	}
+	if _, err := run(ctx, "umount", m.MountPoint); err != nil {
+		return protocol.Errorf(protocol.ErrDisk, "disk %s: %v (is a process still using %s?)", cid, err, m.MountPoint)
+	}
+	delete(mounts, cid)
+	return a.saveJSON(a.layout.MountsFile(), mounts)
+}
