@@ -3,7 +3,6 @@ package local
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -530,5 +529,3 @@ func (l *Local) VMs() ([]VMInfo, error) {
 	}
 	return out, nil
 }
-
-var _ = json.Marshal
