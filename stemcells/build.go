@@ -244,6 +244,11 @@ func ensureLine(path, prefix, line string) {
 	}
 }
 
+// LocalAgentConfig is the agent.json of local-cloud stemcells: settings come
+// from the file the local CPI writes (BOSH's warden stemcells do the same).
+const LocalAgentConfig = `{"Platform":{"Linux":{"UsePreformattedPersistentDisk":true,"SkipDiskSetup":true}},` +
+	`"Infrastructure":{"Settings":{"Sources":[{"Type":"File","SettingsPath":"/var/vcap/bosh/warden-cpi-agent-env.json"}]}}}` + "\n"
+
 func installAgent(o BuildOptions, root string) error {
 	if o.AgentBinary == "" {
 		return fmt.Errorf("no agent binary given: build cmd/kpaas-agent (CGO_ENABLED=0 go build -o kpaas-agent ./cmd/kpaas-agent) and pass it with --agent")
@@ -252,6 +257,9 @@ func installAgent(o BuildOptions, root string) error {
 		return fmt.Errorf("agent binary: %w (build it with CGO_ENABLED=0)", err)
 	}
 	o.step("Installing agent %s at %s", o.AgentBinary, AgentPath)
+	if err := os.WriteFile(filepath.Join(root, "var/vcap/bosh/agent.json"), []byte(LocalAgentConfig), 0o644); err != nil {
+		return fmt.Errorf("writing agent.json: %w", err)
+	}
 	return copyFile(o.AgentBinary, filepath.Join(root, AgentPath), 0o755)
 }
 

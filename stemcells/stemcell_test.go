@@ -118,7 +118,7 @@ func TestTinyStemcell(t *testing.T) {
 	require.NoError(t, err)
 	list, err := exec.Command("tar", "-tzvf", tb.ImagePath).Output()
 	require.NoError(t, err)
-	for _, want := range []string{"./bin/busybox", "./bin/sh -> busybox", "./var/vcap/bosh/bin/kpaas-agent", "./var/vcap/store/", "./etc/passwd", "./sbin/blkid", "./sbin/mkfs.ext4"} {
+	for _, want := range []string{"./bin/busybox", "./bin/sh -> busybox", "./var/vcap/bosh/bin/kpaas-agent", "./var/vcap/store/", "./etc/passwd", "./sbin/blkid", "./sbin/mkfs.ext4", "./var/vcap/bosh/agent.json"} {
 		assert.Contains(t, string(list), want)
 	}
 }

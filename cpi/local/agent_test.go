@@ -91,6 +91,7 @@ func TestRealAgentAnswersOverSSHAndMountsADisk(t *testing.T) {
 	info, err := a.client.GetState(ctx, false)
 	require.NoError(t, err)
 	assert.Equal(t, "agent-10.213.12.10", info.AgentID, "the agent read the settings the CPI wrote")
+	assert.Contains(t, console(l, a.vm), "warden-cpi-agent-env.json", "from the File source of the stemcell's agent.json")
 
 	disk, err := l.CreateDisk(ctx, 32, nil, a.vm)
 	require.NoError(t, err)

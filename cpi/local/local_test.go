@@ -205,6 +205,8 @@ func TestVMIsAnIsolatedNamespaceWithItsAgentAsInit(t *testing.T) {
 	assert.True(t, infos[0].Running)
 	mem := readCgroupFile(t, vm, "memory", "memory.limit_in_bytes", "memory.max")
 	assert.Equal(t, fmt.Sprint(64<<20), mem, "ram from cloud_properties is the memory limit")
+	quota := readCgroupFile(t, vm, "cpu", "cpu.cfs_quota_us", "cpu.max")
+	assert.Contains(t, []string{"50000", "50000 100000"}, quota, "cpu 0.5 is half a CPU's quota")
 	require.NoError(t, l.DeleteVM(ctx, vm))
 }
 
