@@ -297,6 +297,29 @@ func TestSeveralNetworksStaticAndDynamic(t *testing.T) {
 	require.NoError(t, l.DeleteVM(ctx, vm2))
 }
 
+func TestVMsOnDifferentNetworksReachEachOtherThroughTheHost(t *testing.T) {
+	l := newCloud(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := l.CreateStemcell(ctx, stemcellImage(t), nil)
+	require.NoError(t, err)
+	a, _ := createVM(t, l, st, nil, cpi.Networks{"a": manual(15, 10)})
+	b, _ := createVM(t, l, st, nil, cpi.Networks{"b": manual(16, 10)})
+	c, _ := createVM(t, l, st, nil, cpi.Networks{"a": manual(15, 11)})
+	for _, ip := range []string{"10.213.16.10", "10.213.15.11"} {
+		_, err = waitAnswer(ctx, ip, "id")
+		require.NoError(t, err)
+	}
+	out, err := waitAnswer(ctx, "10.213.15.10", "dial 10.213.16.10:6868")
+	require.NoError(t, err)
+	assert.Equal(t, "ok", out, "routed through the host between bridges")
+	out, _ = ask(ctx, "10.213.15.10", "dial 10.213.15.11:6868")
+	assert.Equal(t, "ok", out, "same bridge")
+	for _, vm := range []cpi.VMCID{a, b, c} {
+		require.NoError(t, l.DeleteVM(ctx, vm))
+	}
+}
+
 func TestRecreatedVMWithTheSameIPAnswersAtOnce(t *testing.T) {
 	l := newCloud(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
