@@ -357,7 +357,13 @@ func TestHostRebootIsRecoveredByRebootVM(t *testing.T) {
 	require.Len(t, infos, 1)
 	require.NoError(t, exec.Command("kill", "-9", fmt.Sprint(infos[0].PID)).Run())
 	require.Eventually(t, func() bool { ok, _ := l.Running(ctx, vm); return !ok }, 5*time.Second, 5*time.Millisecond)
-	_ = exec.Command("losetup", "-D").Run() // only detaches unused loops; ours is unused now
+	img := filepath.Join(l.Dir(), "disks", string(disk)+".img")
+	loops, err := exec.Command("losetup", "-j", img, "-O", "NAME", "-n").Output()
+	require.NoError(t, err)
+	require.NotEmpty(t, strings.TrimSpace(string(loops)), "the disk was on a loop device")
+	for _, dev := range strings.Fields(string(loops)) {
+		require.NoError(t, exec.Command("losetup", "-d", dev).Run())
+	}
 	inv, _ := l.Inventory()
 	for _, item := range inv {
 		if strings.HasPrefix(item, "link/kb") {
