@@ -193,6 +193,8 @@ func TestVMIsAnIsolatedNamespaceWithItsAgentAsInit(t *testing.T) {
 	assert.Equal(t, "1", pid, "the agent is PID 1 of its own PID namespace")
 	host, _ := ask(ctx, "10.213.2.10", "hostname")
 	assert.Equal(t, "agent-iso", host, "own UTS namespace")
+	resolved, _ := ask(ctx, "10.213.2.10", "resolve agent-iso")
+	assert.Equal(t, "10.213.2.10", resolved, "the VM resolves its own hostname")
 	ips, _ := ask(ctx, "10.213.2.10", "ips")
 	assert.Contains(t, ips, "10.213.2.10/24")
 	assert.NotContains(t, ips, "10.213.2.1/", "own network namespace: the host's bridge address is not inside")

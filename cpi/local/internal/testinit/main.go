@@ -51,6 +51,13 @@ func serve(c net.Conn, s settings) {
 		reply("%s", s.AgentID)
 	case "pid":
 		reply("%d", os.Getpid())
+	case "resolve":
+		addrs, err := net.LookupHost(f[1])
+		if err != nil {
+			reply("error: %v", err)
+			return
+		}
+		reply("%s", strings.Join(addrs, ","))
 	case "hostname":
 		h, _ := os.Hostname()
 		reply("%s", h)
