@@ -169,16 +169,9 @@ func Debian(ctx context.Context, o DebianOptions) (*Manifest, error) {
 	}
 	defer cleanup()
 	root := filepath.Join(work, "rootfs")
-	o.step("Running debootstrap --variant=minbase %s (%s)", o.Suite, o.Mirror)
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+strings.Join(o.Include, ","), o.Suite, root, o.Mirror)
-	var tail bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&lineProgress{w: o.Progress, prefix: "  debootstrap: "}, &tail)
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("debootstrap %s: %w: %s", o.Suite, err, lastLines(tail.String(), 10))
+	if err := debootstrap(ctx, o, root); err != nil {
+		return nil, err
 	}
-	o.step("debootstrap done in %s", time.Since(start).Round(time.Second))
 	// Trim what a VM never uses.
 	for _, p := range []string{"var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale"} {
 		_ = os.RemoveAll(filepath.Join(root, p))
