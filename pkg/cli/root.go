@@ -12,6 +12,8 @@ import (
 	statecmd "github.com/kpaas/kpaas/pkg/cmd/state"
 	"github.com/kpaas/kpaas/pkg/cmd/unlock"
 	"github.com/kpaas/kpaas/pkg/cmd/updateconfig"
+	cpicmd "github.com/kpaas/kpaas/pkg/cmd/cpi"
+	"github.com/kpaas/kpaas/pkg/cmd/createstemcell"
 	"github.com/kpaas/kpaas/pkg/cmd/logs"
 	"github.com/kpaas/kpaas/pkg/cmd/scp"
 	"github.com/kpaas/kpaas/pkg/cmd/ssh"
@@ -49,6 +51,8 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 
 	root.AddCommand(createrelease.NewCmdCreateRelease(f, nil))
 	root.AddCommand(interpolate.NewCmdInterpolate(f, nil))
+	root.AddCommand(cpicmd.NewCmdCPI(f, nil))
+	root.AddCommand(createstemcell.NewCmdCreateStemcell(f, nil))
 	root.AddCommand(logs.NewCmdLogs(f, nil))
 	root.AddCommand(scp.NewCmdSCP(f, nil))
 	root.AddCommand(ssh.NewCmdSSH(f, nil))
