@@ -38,7 +38,9 @@ func TestStateTargetsWithARealStore(t *testing.T) {
 	require.NoError(t, store.SaveVM(ctx, state.VM{CID: "vm-1", Deployment: "cf", Instance: "6f1e-aaaa", IPs: []string{host}, SSHHostKey: a.Host.Public, Active: true, CreatedAt: now}))
 
 	resolver := StateTargets{
-		Open:      func(ctx context.Context) (state.Store, error) { return statetest.OpenWith(t, loc, state.Options{Key: statetest.Key}), nil },
+		Open: func(ctx context.Context) (state.Store, error) {
+			return statetest.OpenWith(t, loc, state.Options{Key: statetest.Key}), nil
+		},
 		ClientKey: func(ctx context.Context, dep string) (gossh.Signer, error) { return client.Signer, nil },
 		Port:      port,
 	}
