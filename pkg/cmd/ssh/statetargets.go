@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 
@@ -11,8 +12,39 @@ import (
 
 	"github.com/kpaas/kpaas/pkg/agent/settings"
 	"github.com/kpaas/kpaas/pkg/agentclient"
+	"github.com/kpaas/kpaas/pkg/cmdutil"
 	"github.com/kpaas/kpaas/pkg/state"
 )
+
+// AgentKeyEnv names a private key file kpaas logs in to agents with when the
+// state store does not provide one.
+const AgentKeyEnv = "KPAAS_AGENT_KEY"
+
+// DefaultTargets is the lookup kpaas ssh, scp and logs use: the state store
+// the global flags name, and the agents' client key from $KPAAS_AGENT_KEY.
+// (The deploy engine, which generates that key, will supply it from the
+// store: replace envClientKey then.)
+func DefaultTargets(f *cmdutil.Factory) func() (Targets, error) {
+	return func() (Targets, error) {
+		return StateTargets{Open: f.OpenState, ClientKey: envClientKey}, nil
+	}
+}
+
+func envClientKey(ctx context.Context, deployment string) (ssh.Signer, error) {
+	path := os.Getenv(AgentKeyEnv)
+	if path == "" {
+		return nil, fmt.Errorf("no agent client key is recorded for deployment %s; set %s to the private key file its agents accept", deployment, AgentKeyEnv)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", AgentKeyEnv, err)
+	}
+	k, err := agentclient.ParseKey(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s=%s: %w", AgentKeyEnv, path, err)
+	}
+	return k.Signer, nil
+}
 
 // StateTargets resolves a deployment's instances from the state store: each
 // instance's active VM, reached at its first IP on the agent port, with the
