@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -112,6 +113,22 @@ func truncate(s string, n int) string {
 	return s
 }
 
+// hasFilesystem probes dev with blkid: exit 0 = a filesystem, exit 2 =
+// nothing found. Any other failure (blkid missing, I/O error) is an error:
+// never format a disk we could not probe.
+func hasFilesystem(ctx context.Context, dev string) (bool, error) {
+	out, err := exec.CommandContext(ctx, "blkid", "-p", "-o", "value", "-s", "TYPE", dev).Output()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return strings.TrimSpace(string(out)) != "", nil
+	case errors.As(err, &ee) && ee.ExitCode() == 2:
+		return false, nil
+	default:
+		return false, fmt.Errorf("probing %s for a filesystem with blkid: %v", dev, err)
+	}
+}
+
 func runCmd(ctx context.Context, name string, args ...string) (string, error) {
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	if err != nil {
@@ -146,7 +163,11 @@ func (a *Agent) MountDisk(ctx context.Context, cid string) error {
 	if fs == "" {
 		fs = "ext4"
 	}
-	if typ, _ := runCmd(ctx, "blkid", "-p", "-o", "value", "-s", "TYPE", dev); strings.TrimSpace(typ) == "" {
+	formatted, err := hasFilesystem(ctx, dev)
+	if err != nil {
+		return protocol.Errorf(protocol.ErrDisk, "disk %s: %v", cid, err)
+	}
+	if !formatted {
 		args := []string{"-q", dev}
 		if fs == "ext4" {
 			args = []string{"-q", "-F", dev}

@@ -54,7 +54,9 @@ func (a *Agent) SetupPlatform(ctx context.Context) []error {
 	}
 	if dev := hintDevice(s.Disks.Ephemeral); dev != "" && !a.isMountPoint(a.layout.Data()) {
 		if fi, err := os.Stat(dev); err == nil && fi.Mode()&os.ModeDevice != 0 {
-			if typ, _ := runCmd(ctx, "blkid", "-p", "-o", "value", "-s", "TYPE", dev); strings.TrimSpace(typ) == "" {
+			if formatted, err := hasFilesystem(ctx, dev); err != nil {
+				warns = append(warns, err)
+			} else if !formatted {
 				if _, err := runCmd(ctx, "mkfs.ext4", "-q", "-F", dev); err != nil {
 					warns = append(warns, err)
 				}

@@ -61,7 +61,14 @@ func TestPersistentDiskOnLoopDevice(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"disk-1"}, cids)
 
+	// The second disk already carries a filesystem with a file: it must not be reformatted.
 	dev2 := loopDevice(t, 32)
+	out, err := exec.Command("mkfs.ext4", "-q", "-F", dev2).CombinedOutput()
+	require.NoError(t, err, string(out))
+	pre := t.TempDir()
+	require.NoError(t, exec.Command("mount", dev2, pre).Run())
+	require.NoError(t, os.WriteFile(filepath.Join(pre, "preexisting.txt"), []byte("old"), 0o644))
+	require.NoError(t, exec.Command("umount", pre).Run())
 	require.NoError(t, c.AddPersistentDisk(ctx, "disk-2", dev2))
 	require.NoError(t, c.MountDisk(ctx, "disk-2"))
 	mounts, _ = os.ReadFile("/proc/mounts")
@@ -70,6 +77,7 @@ func TestPersistentDiskOnLoopDevice(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(store, "data.txt"))
 	require.NoError(t, err)
 	assert.Equal(t, "keep me", string(b), "data migrated to the new disk")
+	assert.FileExists(t, filepath.Join(store, "preexisting.txt"), "a disk with a filesystem is not reformatted")
 	cids, err = c.ListDisk(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"disk-2"}, cids)
