@@ -43,6 +43,14 @@ func TestPersistentDiskOnLoopDevice(t *testing.T) {
 			t.Skipf("%s is not installed", tool)
 		}
 	}
+	probe := loopDevice(t, 16)
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", probe).CombinedOutput(); err != nil {
+		t.Skipf("cannot format a loop device here: %v: %s", err, out)
+	}
+	if out, err := exec.Command("mount", probe, t.TempDir()).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a loop device here: %v: %s", err, out)
+	}
+	exec.Command("umount", probe).Run()
 	a, c := startAgent(t, act.Options{})
 	ctx := ctxT(t)
 	store := filepath.Join(a.Root, "var/vcap/store")
