@@ -133,8 +133,8 @@ func TestAgentAsPID1ReapsOrphans(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("a PID namespace needs root")
 	}
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("unshare is not installed")
+	if out, err := exec.Command("unshare", "--fork", "--pid", "--mount-proc", "true").CombinedOutput(); err != nil {
+		t.Skipf("cannot create a PID namespace here: %v: %s", err, out)
 	}
 	host, client := act.MustKeys(t), act.MustKeys(t)
 	st := settings.Settings{AgentID: "pid1", Disks: settings.Disks{Persistent: map[string]any{}}}
