@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,6 +18,7 @@ import (
 	"github.com/kpaas/kpaas/pkg/agentclient"
 	act "github.com/kpaas/kpaas/pkg/agentclient/agentclienttest"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
+	"github.com/kpaas/kpaas/pkg/state"
 	"github.com/kpaas/kpaas/pkg/ui"
 )
 
@@ -175,14 +178,27 @@ func TestResolveErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "--gw-host needs --gw-private-key")
 }
 
-func TestUnwiredCommandSaysWhatIsMissing(t *testing.T) {
+func TestCommandReadsTheStateStore(t *testing.T) {
 	ios, _, _, _ := ui.Test()
-	f := &cmdutil.Factory{IO: ios, Globals: &cmdutil.GlobalOptions{Deployment: "cf"}}
+	f := &cmdutil.Factory{IO: ios, Globals: &cmdutil.GlobalOptions{Deployment: "cf", State: t.TempDir()}, Now: time.Now}
 	cmd := NewCmdSSH(f, nil)
 	cmd.SetArgs([]string{"api", "-c", "id"})
 	cmd.SetOut(&bytes.Buffer{})
 	cmd.SetErr(&bytes.Buffer{})
 	err := cmd.Execute()
-	assert.ErrorIs(t, err, ErrNotWired)
-	assert.Contains(t, err.Error(), "state store")
+	assert.ErrorIs(t, err, state.ErrNotFound)
+	assert.Contains(t, err.Error(), `listing the instances of cf`)
+}
+
+func TestEnvClientKey(t *testing.T) {
+	t.Setenv(AgentKeyEnv, "")
+	_, err := envClientKey(context.Background(), "cf")
+	assert.ErrorContains(t, err, "set KPAAS_AGENT_KEY")
+	k := act.MustKeys(t)
+	p := filepath.Join(t.TempDir(), "key")
+	require.NoError(t, os.WriteFile(p, []byte(k.PEM), 0o600))
+	t.Setenv(AgentKeyEnv, p)
+	s, err := envClientKey(context.Background(), "cf")
+	require.NoError(t, err)
+	assert.Equal(t, k.Signer.PublicKey().Marshal(), s.PublicKey().Marshal())
 }
