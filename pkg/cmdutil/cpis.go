@@ -73,3 +73,9 @@ func (f *Factory) OpenCPIs(ctx context.Context, st state.Reader) (*registry.Set,
 	}
 	return f.Drivers().OpenAll(cfg, DefaultCPIDriver, def, f.Logger())
 }
+
+// BlobstoreDir is where kpaas keeps release tarballs and compiled packages:
+// <state dir>/blobs for an embedded store, ~/.kpaas/blobs for a PostgreSQL one.
+func BlobstoreDir(location string) string {
+	return filepath.Join(filepath.Dir(LocalCloudDir(location)), "blobs")
+}
