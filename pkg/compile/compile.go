@@ -178,6 +178,11 @@ func (c *Compiler) Compile(ctx context.Context, pkgs []Package, sc Stemcell) (ma
 		}
 	}()
 	get := func() (*worker, error) {
+		select { // an idle VM first
+		case w := <-pool:
+			return w, nil
+		default:
+		}
 		mu.Lock()
 		if started < n {
 			started++

@@ -54,6 +54,9 @@ type Prepared struct {
 	AllStemcells []state.Stemcell
 	Rendered     map[string]*render.RenderedInstance // by instance UUID
 	Packages     map[string][]PackageRef             // by instance group: what its jobs need
+	// Secrets are the values of the variables the manifest used from the
+	// state or generated: a manifest shown to the user hides them.
+	Secrets []string
 	State        *state.DeploymentState
 }
 
@@ -287,6 +290,7 @@ func (p *Prepared) interpolate(ctx context.Context, st state.Reader, in PrepareI
 					val = decoded
 				}
 				stored[v.Name] = val
+				p.addSecrets(val)
 			}
 		}
 		b, err := yaml.Marshal(stored)
@@ -311,6 +315,7 @@ func (p *Prepared) interpolate(ctx context.Context, st state.Reader, in PrepareI
 		for _, g := range res.Generated {
 			if v, ok := vars.Store.Get(g); ok {
 				p.Generated[g] = v
+				p.addSecrets(v)
 			}
 		}
 	}
@@ -469,4 +474,35 @@ func newUUID() string {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b)
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func (p *Prepared) addSecrets(v any) {
+	switch x := jsonable(v).(type) {
+	case string:
+		if len(x) >= 4 {
+			p.Secrets = append(p.Secrets, x)
+		}
+	case map[string]any:
+		for _, v := range x {
+			p.addSecrets(v)
+		}
+	case []any:
+		for _, v := range x {
+			p.addSecrets(v)
+		}
+	}
+}
+
+// Redact hides the deploy's variable values in text.
+func (p *Prepared) Redact(text string) string {
+	for _, s := range p.Secrets {
+		text = strings.ReplaceAll(text, s, "((redacted))")
+		// multi-line values (certificates) appear line by line in YAML
+		for _, l := range strings.Split(s, "\n") {
+			if len(strings.TrimSpace(l)) >= 16 {
+				text = strings.ReplaceAll(text, l, "((redacted))")
+			}
+		}
+	}
+	return text
 }

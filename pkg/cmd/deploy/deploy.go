@@ -139,7 +139,7 @@ func viewOf(p *engine.Prepared, noRedact bool) planView {
 	v := planView{Deployment: p.Plan.Deployment, Changes: p.Plan.Changes(), ManifestDiff: []string{}, Instances: []instanceView{}}
 	old, cur := p.Previous, p.ManifestText
 	if !noRedact {
-		old, cur = state.RedactYAML(old), state.RedactYAML(cur)
+		old, cur = state.RedactYAML(p.Redact(old)), state.RedactYAML(p.Redact(cur))
 	}
 	v.ManifestDiff = Diff(old, cur)
 	for _, i := range p.Plan.Instances() {
