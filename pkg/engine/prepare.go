@@ -57,7 +57,7 @@ type Prepared struct {
 	// Secrets are the values of the variables the manifest used from the
 	// state or generated: a manifest shown to the user hides them.
 	Secrets []string
-	State        *state.DeploymentState
+	State   *state.DeploymentState
 }
 
 // ReleaseInfo is an uploaded release a deploy uses.
