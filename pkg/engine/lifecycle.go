@@ -219,4 +219,3 @@ func (e *Engine) RunErrand(ctx context.Context, p *Prepared, name string, keepAl
 	}
 	return out, nil
 }
-
