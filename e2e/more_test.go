@@ -30,7 +30,6 @@ func inVM(t testing.TB, e *env, vm string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-
 const dbManifest = `name: hello
 releases: [{name: kpaas-hello, version: latest}]
 stemcells: [{alias: default, os: busybox, version: latest}]
