@@ -41,3 +41,14 @@ func TestProgressSinks(t *testing.T) {
 	assert.Equal(t, "failed", back.Status)
 	assert.Equal(t, "boom", back.Error)
 }
+
+func TestTTYSinkPrintsBOSHLikeLines(t *testing.T) {
+	var out bytes.Buffer
+	s := &ttySink{w: &out}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	s.Progress(Progress{Time: at, Stage: "updating", Object: "web/0 (canary)", Status: "started"})
+	s.Progress(Progress{Time: at, Stage: "updating", Object: "web/0 (canary)", Step: "apply", Status: "started"})
+	s.Progress(Progress{Time: at, Stage: "updating", Object: "web/0 (canary)", Status: "done", Duration: 12 * time.Second})
+	assert.Contains(t, out.String(), "web/0 (canary): apply")
+	assert.Contains(t, out.String(), "Updating web/0 (canary)... Finished (00:00:12)\n")
+}
