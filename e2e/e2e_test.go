@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,11 +81,26 @@ type env struct {
 	subnet string // e.g. 10.231.7
 }
 
-func newEnv(t testing.TB, subnet string) *env {
+// newEnv makes an environment on a /24 of 10.231.0.0/16 that no other test,
+// in this process or another (several checkouts may run these tests at
+// once), is using: each subnet is held with an flock until the test ends.
+func newEnv(t testing.TB) *env {
 	if skipWhy != "" {
 		t.Skip(skipWhy)
 	}
 	require.NoError(t, buildErr)
+	subnet := ""
+	for n := 20; n < 250 && subnet == ""; n++ {
+		f, err := os.OpenFile(fmt.Sprintf("/tmp/kpaas-e2e-10.231.%d.lock", n), os.O_CREATE|os.O_RDWR, 0o600)
+		require.NoError(t, err)
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			f.Close()
+			continue
+		}
+		subnet = fmt.Sprintf("10.231.%d", n)
+		t.Cleanup(func() { f.Close() }) // registered first: released last
+	}
+	require.NotEmpty(t, subnet, "every e2e subnet is in use")
 	e := &env{t: t, state: t.TempDir(), work: t.TempDir(), subnet: subnet}
 	t.Cleanup(func() {
 		// Whatever a failed test left: delete the deployment, then the stemcells.
@@ -235,7 +251,7 @@ type planJSON struct {
 }
 
 func TestDeployHelloOnTheLocalCloud(t *testing.T) {
-	e := newEnv(t, "10.231.7")
+	e := newEnv(t)
 	e.setup()
 	m := e.write("hello.yml", helloManifest)
 	l, err := local.New(local.Config{Dir: filepath.Join(e.state, "local")}, nil)
@@ -331,7 +347,7 @@ func vmDirs(t testing.TB, e *env) []string {
 }
 
 func TestBadInputIsRefusedBeforeAnyChange(t *testing.T) {
-	e := newEnv(t, "10.231.8")
+	e := newEnv(t)
 	e.setup()
 	base := strings.Replace(helloManifest, "((instances))", "1", 1)
 	tests := []struct {

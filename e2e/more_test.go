@@ -52,7 +52,7 @@ func TestPersistentDiskSurvivesRecreate(t *testing.T) {
 	if _, err := exec.LookPath("nsenter"); err != nil {
 		t.Skip("nsenter (util-linux) is needed to look inside a VM")
 	}
-	e := newEnv(t, "10.231.11")
+	e := newEnv(t)
 	e.setup()
 	m := e.write("db.yml", dbManifest)
 	e.must("deploy", m, "-n")
@@ -70,7 +70,7 @@ func TestPersistentDiskSurvivesRecreate(t *testing.T) {
 }
 
 func TestFailingCanaryStopsTheDeploy(t *testing.T) {
-	e := newEnv(t, "10.231.12")
+	e := newEnv(t)
 	e.setup()
 	bad := strings.Replace(helloManifest, "greeting: ((greeting))", "greeting: ((greeting))\n        port: 99999\n        post_start_timeout: 2", 1)
 	bad = strings.Replace(bad, "canary_watch_time: 1000-30000", "canary_watch_time: 1000-3000", 1)
@@ -90,7 +90,7 @@ func TestFailingCanaryStopsTheDeploy(t *testing.T) {
 }
 
 func TestCtrlCFinishesInFlightThenRedeployCompletes(t *testing.T) {
-	e := newEnv(t, "10.231.13")
+	e := newEnv(t)
 	e.setup()
 	m := e.write("hello.yml", strings.Replace(helloManifest, "max_in_flight: 2", "max_in_flight: 1", 1))
 	cmd := exec.Command(filepath.Join(binDir, "kpaas"), "deploy", m, "-v", "instances=4", "-v", "greeting=hi", "-n", "--json")

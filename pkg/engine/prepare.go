@@ -307,7 +307,29 @@ func (p *Prepared) interpolate(ctx context.Context, st state.Reader, in PrepareI
 		}
 		vars.Store = store
 	}
-	res, err := interpolate.Evaluate(interpolate.Request{Manifest: interpolate.File{Name: in.ManifestFile, Data: in.ManifestData}, OpsFiles: in.OpsFiles, Vars: vars, ExpectAllKeys: true})
+	// Two passes: ops files and the variables given on the command line make
+	// the manifest kpaas records (variables kept in the state stay
+	// placeholders there, so no secret is stored in clear or shown in a
+	// diff); then the state's variables fill it for this deploy.
+	data := in.ManifestData
+	if in.Vars.Store == nil {
+		first := in.Vars
+		res, err := interpolate.Evaluate(interpolate.Request{Manifest: interpolate.File{Name: in.ManifestFile, Data: in.ManifestData}, OpsFiles: in.OpsFiles, Vars: first})
+		if err != nil {
+			return nil, err
+		}
+		text, err := res.YAML()
+		if err != nil {
+			return nil, err
+		}
+		p.ManifestText, data = string(text), text
+		vars = interpolate.Sources{Store: vars.Store}
+	}
+	ops := in.OpsFiles
+	if in.Vars.Store == nil {
+		ops = nil
+	}
+	res, err := interpolate.Evaluate(interpolate.Request{Manifest: interpolate.File{Name: in.ManifestFile, Data: data}, OpsFiles: ops, Vars: vars, ExpectAllKeys: true})
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +345,9 @@ func (p *Prepared) interpolate(ctx context.Context, st state.Reader, in PrepareI
 	if err != nil {
 		return nil, err
 	}
-	p.ManifestText = string(text)
+	if p.ManifestText == "" {
+		p.ManifestText = string(text)
+	}
 	m, _, err := manifest.ParseManifest(in.ManifestFile, text)
 	if err != nil {
 		return nil, err
