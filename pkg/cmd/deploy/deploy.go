@@ -214,7 +214,11 @@ func deployRun(ctx context.Context, opts *Options) error {
 		}
 		*x.dst = &c
 	}
-	env, err := OpenEnv(ctx, opts.Factory)
+	open := OpenEnv
+	if opts.DryRun {
+		open = OpenEnvReadOnly
+	}
+	env, err := open(ctx, opts.Factory)
 	if err != nil {
 		return err
 	}
@@ -280,7 +284,18 @@ func deployRun(ctx context.Context, opts *Options) error {
 		return err
 	}
 	eng.SkipDrain, eng.Canaries, eng.MaxInFlight = opts.SkipDrain, canaries, maxIF
+	task, _ := env.Store.CreateTask(ctx, state.Task{Description: "deploy", Deployment: p.Plan.Deployment, State: state.TaskProcessing, StartedAt: time.Now()})
 	err = eng.Apply(ctx, p)
+	if task != 0 {
+		st, msg := state.TaskDone, ""
+		if err != nil {
+			st, msg = state.TaskError, err.Error()
+			if errors.Is(err, context.Canceled) {
+				st = state.TaskCancelled
+			}
+		}
+		_ = env.Store.FinishTask(context.WithoutCancel(ctx), task, st, fmt.Sprintf("%d instance(s) changed", p.Plan.Changes()), msg)
+	}
 	return report(opts, p, err, lock)
 }
 

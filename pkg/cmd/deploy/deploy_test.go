@@ -3,6 +3,8 @@ package deploy
 import (
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -86,4 +88,18 @@ func TestDiff(t *testing.T) {
 	assert.Equal(t, []string{"- instances: 1", "+ instances: 2", "+ new: 3"}, Diff(a, b))
 	assert.Nil(t, Diff(a, a))
 	assert.Equal(t, []string{"+ name: x"}, Diff("", "name: x\n"))
+}
+
+func TestPlanWritesNothingEvenWithoutAState(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	f := factory(&cmdutil.GlobalOptions{State: dir})
+	cmd := NewCmdPlan(f, nil)
+	m := filepath.Join(t.TempDir(), "m.yml")
+	require.NoError(t, os.WriteFile(m, []byte("name: x\n"), 0o644))
+	cmd.SetArgs([]string{m})
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	err := cmd.Execute()
+	assert.ErrorContains(t, err, "no state at "+dir)
+	assert.NoDirExists(t, dir, "a plan creates no state store")
 }

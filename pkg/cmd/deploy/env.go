@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/kpaas/kpaas/cpi"
@@ -29,6 +30,29 @@ type Env struct {
 
 // OpenEnv opens the state store and the blobstore beside it.
 func OpenEnv(ctx context.Context, f *cmdutil.Factory) (*Env, error) {
+	return openEnv(ctx, f, false)
+}
+
+// OpenEnvReadOnly opens them for a plan: an embedded store that does not
+// exist yet is an error rather than created, so a plan writes nothing.
+func OpenEnvReadOnly(ctx context.Context, f *cmdutil.Factory) (*Env, error) {
+	return openEnv(ctx, f, true)
+}
+
+func openEnv(ctx context.Context, f *cmdutil.Factory, readOnly bool) (*Env, error) {
+	if readOnly {
+		loc, err := state.ResolveLocation(f.Globals.State)
+		if err != nil {
+			return nil, err
+		}
+		if !state.IsPostgres(loc) {
+			for _, p := range []string{loc, cmdutil.BlobstoreDir(loc)} {
+				if _, err := os.Stat(p); err != nil {
+					return nil, fmt.Errorf("no state at %s: upload a stemcell and a release and save a cloud-config first (`kpaas upload-stemcell`, `kpaas upload-release`, `kpaas update-cloud-config`)", loc)
+				}
+			}
+		}
+	}
 	st, err := f.OpenState(ctx)
 	if err != nil {
 		return nil, err
