@@ -466,3 +466,44 @@ func TestDiskResizeAndRemovalOnUpdate(t *testing.T) {
 	fd, _ = w.cloud.Disk(cpi.DiskCID(cid))
 	assert.Empty(t, fd.VM)
 }
+
+func TestNonSerialGroupsRunTogetherAndMaxInFlightHolds(t *testing.T) {
+	w := newWorld(t)
+	m := manifestOf(5, "hi")
+	m = strings.Replace(m, "update: {canaries: 1, max_in_flight: 2,", "update: {serial: false, canaries: 1, max_in_flight: 2,", 1)
+	second := strings.SplitN(m, "instance_groups:\n", 2)[1]
+	second = strings.Replace(second, "- name: web", "- name: api", 1)
+	second = strings.Replace(second, "instances: 5", "instances: 1", 1)
+	second = strings.Replace(second, "  persistent_disk: 16\n", "", 1)
+	m += second
+
+	var mu sync.Mutex
+	inFlight, maxWeb := map[string]int{}, 0
+	apiStarted := make(chan struct{})
+	var once sync.Once
+	w.agents.onStart = func(name string) {
+		group := strings.Split(name, "/")[0]
+		if group == "api" {
+			once.Do(func() { close(apiStarted) })
+			return
+		}
+		if name == "web/0" {
+			select { // web's canary waits for api: only possible if both groups run at once
+			case <-apiStarted:
+			case <-time.After(5 * time.Second):
+				t.Error("api did not start while web was updating: groups ran one after the other")
+			}
+		}
+		mu.Lock()
+		inFlight[group]++
+		maxWeb = max(maxWeb, inFlight[group])
+		mu.Unlock()
+		time.Sleep(30 * time.Millisecond)
+		mu.Lock()
+		inFlight[group]--
+		mu.Unlock()
+	}
+	require.NoError(t, w.deploy(m))
+	assert.Equal(t, 2, maxWeb, "max_in_flight 2 after the canary")
+	assert.Len(t, w.agents.calls("start"), 6)
+}
