@@ -146,6 +146,34 @@ func (e *Engine) Apply(ctx context.Context, p *Prepared) error {
 		r.order = append(r.order, inst)
 		r.results[inst.UUID] = &Result{Instance: inst.Name(), ID: inst.UUID, Action: inst.Action, Status: "untouched"}
 	}
+	// Reservations of instances the state does not know (left by a deploy
+	// that stopped before creating them, or by compile VMs) are stale.
+	known := map[string]bool{}
+	for _, i := range p.State.Instances {
+		known[i.UUID] = true
+	}
+	for _, ip := range p.State.IPs {
+		if !known[ip.Instance] {
+			if err := e.State.ReleaseIP(ctx, ip.Network, ip.IP); err != nil && !errors.Is(err, state.ErrNotFound) {
+				return r.fail(err)
+			}
+		}
+	}
+	// Every address the plan hands out is reserved before anything is
+	// created, so a concurrent deploy (or a compile VM) cannot take it.
+	for _, inst := range p.Plan.Instances() {
+		if inst.Action != plan.ActionCreate && inst.Action != plan.ActionRecreate {
+			continue
+		}
+		for net, ns := range inst.Desired.Networks {
+			if ns.IP == "" || ns.Type == manifest.NetworkDynamic {
+				continue
+			}
+			if err := e.State.ReserveIP(ctx, state.IPReservation{Network: net, IP: ns.IP, Deployment: dep, Instance: inst.UUID, Static: ns.Static}); err != nil {
+				return r.fail(fmt.Errorf("reserving %s for %s: %w (another deployment took it since the plan: deploy again)", ns.IP, inst.Name(), err))
+			}
+		}
+	}
 	if p.Plan.Changes() > 0 {
 		if err := r.compileAll(ctx); err != nil {
 			return r.fail(err)
