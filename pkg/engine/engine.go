@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kpaas/kpaas/cpi"
@@ -60,6 +61,23 @@ type Engine struct {
 	MaxInFlight *manifest.CountOrPercent // --max-in-flight
 	// AgentTimeout bounds waiting for a new VM's agent (default 2 min).
 	AgentTimeout time.Duration
+	// InUse, when set, tells whether something answers at an IP before a VM
+	// is created with it (ProbeIP); nil: no check.
+	InUse func(ctx context.Context, ip string) bool
+}
+
+// ProbeIP reports whether a host answers at ip: a TCP connection to the
+// agent port that is accepted or refused means someone has the address; no
+// answer within 150 ms means nobody (or a firewall) does.
+func ProbeIP(ctx context.Context, ip string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
+	defer cancel()
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(ip, "6868"))
+	if err == nil {
+		c.Close()
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // Result is what happened to one instance.
@@ -605,6 +623,13 @@ func (r *run) createVM(ctx context.Context, stage, name string, g *plan.Group, i
 	}
 	bosh["group"] = r.p.Deployment + "-" + inst.Group
 	env["bosh"] = bosh
+	if r.e.InUse != nil {
+		for n, ns := range d.Networks {
+			if ns.IP != "" && ns.Type != manifest.NetworkDynamic && r.e.InUse(ctx, ns.IP) {
+				return fmt.Errorf("%s: ip %s on network %s answers on the network, but kpaas has no VM there: something else uses it; add it to the subnet's reserved IPs", name, ns.IP, n)
+			}
+		}
+	}
 	agentID := "agent-" + inst.UUID
 	var disks []cpi.DiskCID
 	if dk, ok := r.disk(inst.UUID); ok {

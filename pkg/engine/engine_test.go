@@ -507,3 +507,17 @@ func TestNonSerialGroupsRunTogetherAndMaxInFlightHolds(t *testing.T) {
 	assert.Equal(t, 2, maxWeb, "max_in_flight 2 after the canary")
 	assert.Len(t, w.agents.calls("start"), 6)
 }
+
+func TestAnIPSomethingAnswersOnIsNotUsed(t *testing.T) {
+	w := newWorld(t)
+	e := w.engine()
+	e.InUse = func(ctx context.Context, ip string) bool { return ip == "10.1.0.2" }
+	err := e.Apply(context.Background(), w.prepare(manifestOf(1, "hi"), false))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ip 10.1.0.2 on network net answers on the network")
+	assert.Empty(t, w.cloud.VMs(), "no VM was created with it")
+}
+
+func TestProbeIP(t *testing.T) {
+	assert.True(t, ProbeIP(context.Background(), "127.0.0.1"), "loopback refuses (or accepts): someone is there")
+}

@@ -115,7 +115,8 @@ func (e *Env) Engine(ctx context.Context, cc *manifest.CloudConfig, sink ui.Prog
 			}
 			return set.ForAZ(az, name)
 		},
-		Dial: func(t agentclient.Target) engine.Agent { return pool.Client(t) },
+		Dial:  func(t agentclient.Target) engine.Agent { return pool.Client(t) },
+		InUse: engine.ProbeIP,
 	}, nil
 }
 
