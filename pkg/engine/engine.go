@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/kpaas/kpaas/cpi"
@@ -66,18 +65,17 @@ type Engine struct {
 	InUse func(ctx context.Context, ip string) bool
 }
 
-// ProbeIP reports whether a host answers at ip: a TCP connection to the
-// agent port that is accepted or refused means someone has the address; no
-// answer within 150 ms means nobody (or a firewall) does.
+// ProbeIP reports whether an agent (of a VM kpaas does not know) already
+// answers at ip: a TCP connection to the agent port that is accepted.
 func ProbeIP(ctx context.Context, ip string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
 	defer cancel()
 	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(ip, "6868"))
-	if err == nil {
-		c.Close()
-		return true
+	if err != nil {
+		return false
 	}
-	return errors.Is(err, syscall.ECONNREFUSED)
+	c.Close()
+	return true
 }
 
 // Result is what happened to one instance.
