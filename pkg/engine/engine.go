@@ -513,6 +513,9 @@ func (r *run) saveInstance(ctx context.Context, inst *plan.Instance, spec *plan.
 	i := state.Instance{Deployment: r.p.Deployment, Group: inst.Group, Index: inst.Index, UUID: inst.UUID, AZ: inst.AZ, Bootstrap: inst.Bootstrap, DesiredState: state.Started}
 	if inst.Existing != nil && inst.Existing.Stopped {
 		i.DesiredState = state.Stopped
+		if inst.Existing.Detached {
+			i.DesiredState = state.Detached
+		}
 	}
 	if spec != nil {
 		b, err := json.Marshal(spec)

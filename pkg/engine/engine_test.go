@@ -528,3 +528,31 @@ func TestProbeIP(t *testing.T) {
 	l.Close()
 	assert.False(t, ProbeIP(context.Background(), "127.0.0.1"), "a refused connection is no agent")
 }
+
+func TestHardStoppedInstancesStayDetachedUntilStarted(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	require.NoError(t, w.deploy(manifestOf(2, "hi")))
+	p := w.prepare(manifestOf(2, "hi"), false)
+	insts, err := Select(p.Plan, "web/1")
+	require.NoError(t, err)
+	require.Len(t, insts, 1)
+	require.NoError(t, w.engine().Stop(ctx, p, insts, true))
+	assert.Len(t, w.cloud.VMs(), 1, "stop --hard deletes the VM")
+	ds, _ := w.st.LoadDeployment(ctx, "hello")
+	assert.Len(t, ds.Disks, 2, "and keeps the disk")
+
+	p = w.prepare(manifestOf(2, "hi"), false)
+	assert.Equal(t, 0, p.Plan.Changes(), "a deploy leaves a detached instance alone")
+
+	insts, err = Select(p.Plan, "web/1")
+	require.NoError(t, err)
+	require.NoError(t, w.engine().Start(ctx, p, insts))
+	assert.Len(t, w.cloud.VMs(), 2, "start creates its VM again")
+	p = w.prepare(manifestOf(2, "hi"), false)
+	assert.Equal(t, 0, p.Plan.Changes())
+	ds, _ = w.st.LoadDeployment(ctx, "hello")
+	for _, i := range ds.Instances {
+		assert.Equal(t, state.Started, i.DesiredState)
+	}
+}

@@ -422,7 +422,8 @@ func ExistingFromState(ds *state.DeploymentState) ([]plan.Existing, error) {
 	disks := ds.DisksByInstance()
 	var out []plan.Existing
 	for _, i := range ds.Instances {
-		e := plan.Existing{Group: i.Group, Index: i.Index, UUID: i.UUID, AZ: i.AZ, Bootstrap: i.Bootstrap, Stopped: i.DesiredState == state.Stopped}
+		e := plan.Existing{Group: i.Group, Index: i.Index, UUID: i.UUID, AZ: i.AZ, Bootstrap: i.Bootstrap,
+			Stopped: i.DesiredState == state.Stopped || i.DesiredState == state.Detached, Detached: i.DesiredState == state.Detached}
 		if v := vms[i.UUID]; len(v) > 0 && v[0].Active {
 			e.VMCID = v[0].CID
 		}

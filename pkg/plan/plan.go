@@ -564,6 +564,9 @@ func compare(i *Instance, g *Group, opts Options) (Action, []string) {
 	if e == nil {
 		return ActionCreate, []string{"new instance"}
 	}
+	if e.Detached && e.VMCID == "" && !opts.Recreate {
+		return ActionNone, nil // kpaas start brings it back
+	}
 	if e.VMCID == "" {
 		return ActionCreate, []string{"instance has no VM"}
 	}
@@ -689,8 +692,15 @@ func (p *Plan) Applied(vmCID func(*Instance) string) []Existing {
 				continue
 			}
 			spec := *i.Desired
-			out = append(out, Existing{Group: i.Group, Index: i.Index, UUID: i.UUID, AZ: i.AZ, Bootstrap: i.Bootstrap,
-				VMCID: vmCID(i), DiskMB: spec.PersistentDiskMB, Spec: &spec})
+			ex := Existing{Group: i.Group, Index: i.Index, UUID: i.UUID, AZ: i.AZ, Bootstrap: i.Bootstrap,
+				VMCID: vmCID(i), DiskMB: spec.PersistentDiskMB, Spec: &spec}
+			if i.Existing != nil {
+				ex.Stopped, ex.Detached = i.Existing.Stopped, i.Existing.Detached
+				if ex.Detached && i.Action == ActionNone {
+					ex.VMCID = ""
+				}
+			}
+			out = append(out, ex)
 		}
 	}
 	return out

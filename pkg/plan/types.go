@@ -65,7 +65,8 @@ type Existing struct {
 	VMCID     string // "" when it has no VM
 	DiskCID   string
 	DiskMB    int
-	Stopped   bool  // desired state is stopped
+	Stopped   bool  // desired state is stopped (or detached)
+	Detached  bool  // stopped --hard: no VM on purpose, until started
 	Spec      *Spec // last applied; nil if never applied
 }
 
