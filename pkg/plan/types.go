@@ -103,6 +103,9 @@ type Instance struct {
 	Reasons   []string
 	Existing  *Existing // nil for a new instance
 	Desired   *Spec     // nil for a deleted instance
+	// Swap: recreated create-swap-delete: the new VM (at new addresses) is
+	// up before the old one is deleted.
+	Swap bool
 }
 
 // Name is group/index.
@@ -124,6 +127,8 @@ type Plan struct {
 	Deployment string
 	Manifest   *manifest.Manifest // with addons placed into the groups
 	Groups     []*Group
+
+	alloc *allocator // for create-swap-delete's new addresses
 }
 
 // Changes counts instances whose action is not none.
