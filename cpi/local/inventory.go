@@ -68,6 +68,9 @@ func (l *Local) Inventory() ([]string, error) {
 	}
 	// cgroups and their processes.
 	for _, p := range l.cg.parents() {
+		if _, err := os.Stat(p); err == nil {
+			out = append(out, "cgroup-group"+p)
+		}
 		ents, _ := os.ReadDir(p)
 		for _, e := range ents {
 			if e.IsDir() {
