@@ -1,0 +1,147 @@
+package vsphere
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/task"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/kpaas/kpaas/cpi"
+)
+
+// ErrTaskTimeout says a vCenter task did not finish within task_timeout.
+var ErrTaskTimeout = errors.New("vCenter task timed out")
+
+// transient reports whether err may go away if the same call is made again:
+// vCenter busy or unreachable, a session that expired, a task that timed out
+// or was cancelled, an object locked by another task.
+func transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrTaskTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return true
+	}
+	retry := false
+	fault.In(err, func(f types.BaseMethodFault, _ string, _ []types.LocalizableMessage) bool {
+		switch f.(type) {
+		case *types.TaskInProgress, *types.HostCommunication, *types.HostNotConnected, *types.HostNotReachable,
+			*types.ResourceInUse, *types.ConcurrentAccess, *types.NotAuthenticated, *types.RequestCanceled,
+			*types.InvalidPowerState, *types.Timedout:
+			retry = true
+			return true
+		}
+		return false
+	})
+	return retry
+}
+
+// notFound reports a fault saying a managed object is gone.
+func notFound(err error) bool {
+	return fault.Is(err, &types.ManagedObjectNotFound{})
+}
+
+// fileNotFound reports a datastore file that is not there.
+func fileNotFound(err error) bool {
+	return fault.Is(err, &types.FileNotFound{})
+}
+
+// noSpace reports a datastore out of space.
+func noSpace(err error) bool {
+	return fault.Is(err, &types.NoDiskSpace{}) || fault.Is(err, &types.InsufficientStorageSpace{}) ||
+		fault.Is(err, &types.OutOfBounds{}) || errors.Is(err, errNoDatastore)
+}
+
+// classify turns an error into a *cpi.Error (an existing one is kept).
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *cpi.Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	if noSpace(err) {
+		return &cpi.Error{Type: cpi.TypeNoDiskSpace, Message: err.Error(), Err: err}
+	}
+	return &cpi.Error{Type: cpi.TypeCloudError, Message: err.Error(), OkToRetry: transient(err), Err: err}
+}
+
+// wait waits for a task, bounded by task_timeout. Most tasks finish within
+// milliseconds, so the task's info is read once after a short pause (one round
+// trip) before falling back to a long-polling property collector. A task that
+// times out is cancelled (best effort) and reported as ErrTaskTimeout.
+func (d *Driver) wait(ctx context.Context, t *object.Task, what string) (types.AnyType, error) {
+	timeout := time.Duration(d.cfg.TaskTimeout)
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	info, err := d.pollTask(tctx, t)
+	if err == nil && info == nil {
+		info, err = t.WaitForResult(tctx, nil)
+	} else if err == nil && info.State == types.TaskInfoStateError {
+		err = taskError(info)
+	}
+	if err == nil {
+		return info.Result, nil
+	}
+	if tctx.Err() != nil && ctx.Err() == nil {
+		cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer ccancel()
+		if cerr := t.Cancel(cctx); cerr != nil {
+			d.log.Warn("vsphere: cancelling a timed-out task", "task", t.Reference().Value, "what", what, "err", cerr)
+		}
+		return nil, fmt.Errorf("%s: %w after %s (task %s; raise task_timeout if vCenter is slow)", what, ErrTaskTimeout, timeout, t.Reference().Value)
+	}
+	return nil, fmt.Errorf("%s: %w", what, err)
+}
+
+// pollTask reads a task's info after a short pause; nil info means it is
+// still running.
+func (d *Driver) pollTask(ctx context.Context, t *object.Task) (*types.TaskInfo, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(5 * time.Millisecond):
+	}
+	var mt mo.Task
+	if err := t.Properties(ctx, t.Reference(), []string{"info"}, &mt); err != nil {
+		return nil, err
+	}
+	switch mt.Info.State {
+	case types.TaskInfoStateSuccess, types.TaskInfoStateError:
+		return &mt.Info, nil
+	}
+	return nil, nil
+}
+
+func taskError(info *types.TaskInfo) error {
+	if info.Error == nil {
+		return fmt.Errorf("task %s failed", info.Key)
+	}
+	return task.Error{LocalizedMethodFault: info.Error, Description: info.Description}
+}
+
+// isFileExists reports a datastore file or directory that already exists.
+func isFileExists(err error) bool {
+	return fault.Is(err, &types.FileAlreadyExists{})
+}
+
+// isFault reports whether err carries a fault of target's type.
+func isFault(err error, target types.BaseMethodFault) bool {
+	return fault.Is(err, target)
+}
