@@ -82,11 +82,36 @@ func classify(err error) error {
 	return &cpi.Error{Type: cpi.TypeCloudError, Message: err.Error(), OkToRetry: transient(err), Err: err}
 }
 
+// TaskTimeoutError is a task that did not finish within task_timeout. The
+// task may still be running: Task lets the caller wait longer or cancel it.
+type TaskTimeoutError struct {
+	Task    *object.Task
+	What    string
+	Timeout time.Duration
+}
+
+func (e *TaskTimeoutError) Error() string {
+	return fmt.Sprintf("%s: %v after %s (task %s; raise task_timeout if vCenter is slow)", e.What, ErrTaskTimeout, e.Timeout, e.Task.Reference().Value)
+}
+
+// Unwrap makes errors.Is(err, ErrTaskTimeout) true.
+func (e *TaskTimeoutError) Unwrap() error { return ErrTaskTimeout }
+
 // wait waits for a task, bounded by task_timeout. Most tasks finish within
 // milliseconds, so the task's info is read once after a short pause (one round
 // trip) before falling back to a long-polling property collector. A task that
-// times out is cancelled (best effort) and reported as ErrTaskTimeout.
+// times out is cancelled (best effort) and reported as a *TaskTimeoutError.
 func (d *Driver) wait(ctx context.Context, t *object.Task, what string) (types.AnyType, error) {
+	res, err := d.waitKeep(ctx, t, what)
+	var te *TaskTimeoutError
+	if errors.As(err, &te) {
+		d.cancelTask(t, what)
+	}
+	return res, err
+}
+
+// waitKeep is wait without cancelling a timed-out task (the caller decides).
+func (d *Driver) waitKeep(ctx context.Context, t *object.Task, what string) (types.AnyType, error) {
 	timeout := time.Duration(d.cfg.TaskTimeout)
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -100,14 +125,17 @@ func (d *Driver) wait(ctx context.Context, t *object.Task, what string) (types.A
 		return info.Result, nil
 	}
 	if tctx.Err() != nil && ctx.Err() == nil {
-		cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer ccancel()
-		if cerr := t.Cancel(cctx); cerr != nil {
-			d.log.Warn("vsphere: cancelling a timed-out task", "task", t.Reference().Value, "what", what, "err", cerr)
-		}
-		return nil, fmt.Errorf("%s: %w after %s (task %s; raise task_timeout if vCenter is slow)", what, ErrTaskTimeout, timeout, t.Reference().Value)
+		return nil, &TaskTimeoutError{Task: t, What: what, Timeout: timeout}
 	}
 	return nil, fmt.Errorf("%s: %w", what, err)
+}
+
+func (d *Driver) cancelTask(t *object.Task, what string) {
+	cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer ccancel()
+	if err := t.Cancel(cctx); err != nil {
+		d.log.Warn("vsphere: cancelling a timed-out task", "task", t.Reference().Value, "what", what, "err", err)
+	}
 }
 
 // pollTask reads a task's info after a short pause; nil info means it is

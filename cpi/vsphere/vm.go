@@ -242,7 +242,9 @@ func (d *Driver) CreateVM(ctx context.Context, agentID cpi.AgentID, stemcell cpi
 	}
 	if err != nil {
 		d.inv.forgetStores()
-		if cerr := d.cleanupVM(cid, uuid, isoPath); cerr != nil {
+		var slow *TaskTimeoutError
+		errors.As(err, &slow)
+		if cerr := d.cleanupVM(cid, uuid, isoPath, slow); cerr != nil {
 			err = fmt.Errorf("%w; cleaning up also failed, remove VM %s and %s by hand: %v", err, cid, isoPath, cerr)
 		}
 		return "", nil, vmFailed(fmt.Errorf("vsphere: creating VM %s from stemcell %s in cluster %s on datastore %s: %w", cid, stemcell, pl.cluster.name, pl.ds.name, err))
@@ -274,7 +276,7 @@ func (d *Driver) clone(ctx context.Context, c *vim25.Client, tmpl types.ManagedO
 	if err != nil {
 		return types.ManagedObjectReference{}, fmt.Errorf("starting the clone: %w", err)
 	}
-	res, err := d.wait(ctx, t, "cloning the stemcell")
+	res, err := d.waitKeep(ctx, t, "cloning the stemcell")
 	if err != nil {
 		return types.ManagedObjectReference{}, err
 	}
@@ -286,9 +288,11 @@ func (d *Driver) clone(ctx context.Context, c *vim25.Client, tmpl types.ManagedO
 }
 
 // cleanupVM removes what a failed create_vm may have left: the VM (found by
-// its instance UUID, in case the clone finished after we gave up) and the
-// env ISO. It runs on its own context so a cancelled call still cleans up.
-func (d *Driver) cleanupVM(cid cpi.VMCID, uuid, isoPath string) error {
+// its instance UUID) and the env ISO. A clone that outlived task_timeout
+// (slow) is given cleanup_timeout to finish, so the VM it makes is removed
+// too, and is cancelled if it does not. It runs on its own context so a
+// cancelled call still cleans up.
+func (d *Driver) cleanupVM(cid cpi.VMCID, uuid, isoPath string, slow *TaskTimeoutError) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(d.cfg.CleanupTimeout))
 	defer cancel()
 	c, err := d.vc(ctx)
@@ -296,6 +300,12 @@ func (d *Driver) cleanupVM(cid cpi.VMCID, uuid, isoPath string) error {
 		return err
 	}
 	var errs []error
+	if slow != nil {
+		if _, err := slow.Task.WaitForResult(ctx, nil); err != nil && ctx.Err() != nil {
+			d.cancelTask(slow.Task, slow.What)
+			errs = append(errs, fmt.Errorf("the clone task %s was still running after cleanup_timeout and was cancelled; check that VM %s does not appear", slow.Task.Reference().Value, cid))
+		}
+	}
 	ref, err := d.inv.findByUUID(ctx, c, uuid)
 	if err != nil {
 		errs = append(errs, err)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/kpaas/kpaas/cpi"
 	"github.com/kpaas/kpaas/cpi/cpitest"
+	"github.com/kpaas/kpaas/cpi/vsphere/vspheretest"
 	"github.com/kpaas/kpaas/pkg/agent/settings"
 )
 
@@ -17,15 +18,15 @@ var vmType = cpi.Props{
 
 func TestConformance(t *testing.T) {
 	cpitest.Conformance(t, func(t *testing.T) cpitest.Target {
-		s := startSim(t)
+		s := vspheretest.Start(t)
 		return cpitest.Target{
-			CPI:           s.d,
-			StemcellImage: stemcellImage(t),
+			CPI:           s.Driver,
+			StemcellImage: vspheretest.StemcellImage(t),
 			StemcellProps: cpi.Props{"name": "bosh-vsphere-esxi-ubuntu-jammy-go_agent", "version": "1.0"},
 			VMProps:       vmType,
-			Networks:      manual,
-			Inventory:     s.inventory,
-			Settings:      func(vm cpi.VMCID) (*settings.Settings, error) { return s.settings(t, vm) },
+			Networks:      vspheretest.Manual,
+			Inventory:     s.Inventory,
+			Settings:      func(vm cpi.VMCID) (*settings.Settings, error) { return s.Settings(t, vm) },
 		}
 	})
 }

@@ -1,10 +1,15 @@
-package vsphere_test
+// Package vspheretest runs govmomi's vCenter simulator (vcsim, VPX model) in
+// the test process with a vSphere driver configured for it, and reads back
+// what the driver left there (VMs, datastore files, delivered settings). It is
+// for tests of cpi/vsphere and of the layers that serve it.
+package vspheretest
 
 import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
+	_ "embed"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -18,7 +23,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/vmware/govmomi/simulator"
-	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/kpaas/kpaas/cpi"
@@ -26,22 +30,26 @@ import (
 	"github.com/kpaas/kpaas/pkg/agent/settings"
 )
 
-// sim is a vCenter simulator (govmomi's vcsim, VPX model) running in this
+//go:embed image.ovf
+var imageOVF []byte
+
+// Sim is a vCenter simulator (govmomi's vcsim, VPX model) running in this
 // process, and a driver configured for it.
-type sim struct {
-	model  *simulator.Model
-	server *simulator.Server
-	cfg    vsphere.Config
-	d      *vsphere.Driver
-	// dsDir is the local directory behind datastore LocalDS_0.
-	dsDir string
+type Sim struct {
+	Model  *simulator.Model
+	Server *simulator.Server
+	Config vsphere.Config
+	Driver *vsphere.Driver
+	// DSDir is the local directory behind datastore LocalDS_0.
+	DSDir string
 }
 
-type simOpt func(m *simulator.Model, c *vsphere.Config)
+// Option changes the model or the driver's config before the start.
+type Option func(m *simulator.Model, c *vsphere.Config)
 
-// startSim starts the simulator (1 datacenter DC0, cluster DC0_C0 with 3
+// Start starts the simulator (1 datacenter DC0, cluster DC0_C0 with 3
 // hosts, datastore LocalDS_0, port groups "VM Network" and DC0_DVPG0).
-func startSim(t testing.TB, opts ...simOpt) *sim {
+func Start(t testing.TB, opts ...Option) *Sim {
 	t.Helper()
 	m := simulator.VPX()
 	m.Machine = 0 // no sample VMs: the inventory is what the driver makes
@@ -65,23 +73,22 @@ func startSim(t testing.TB, opts ...simOpt) *sim {
 	d, err := vsphere.NewWithOptions(c, slog.New(slog.DiscardHandler), vsphere.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = d.Close(context.Background()) })
-	sm := &sim{model: m, server: s, cfg: c, d: d}
+	sm := &Sim{Model: m, Server: s, Config: c, Driver: d}
 	for _, obj := range m.Map().All("Datastore") {
 		ds := obj.(*simulator.Datastore)
 		if ds.Name == "LocalDS_0" {
-			sm.dsDir = ds.Summary.Url
+			sm.DSDir = ds.Summary.Url
 		}
 	}
-	require.NotEmpty(t, sm.dsDir, "simulator datastore LocalDS_0")
+	require.NotEmpty(t, sm.DSDir, "simulator datastore LocalDS_0")
 	return sm
 }
 
-// stemcellImage writes a stemcell `image` as BOSH's builder makes it: a
+// StemcellImage writes a stemcell `image` as BOSH's builder makes it: a
 // tar.gz of image.ovf, image.mf and image-disk1.vmdk.
-func stemcellImage(t testing.TB) string {
+func StemcellImage(t testing.TB) string {
 	t.Helper()
-	ovf, err := os.ReadFile("testdata/image.ovf")
-	require.NoError(t, err)
+	ovf := imageOVF
 	disk := bytes.Repeat([]byte{0x4b}, 512)
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
@@ -101,16 +108,16 @@ func stemcellImage(t testing.TB) string {
 	return p
 }
 
-// files lists the files under the datastore directory (relative paths).
-func (s *sim) files(t testing.TB) []string {
+// Files lists the files under the datastore directory (relative paths).
+func (s *Sim) Files(t testing.TB) []string {
 	t.Helper()
 	var out []string
-	err := filepath.WalkDir(s.dsDir, func(p string, e fs.DirEntry, err error) error {
+	err := filepath.WalkDir(s.DSDir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if !e.IsDir() {
-			rel, _ := filepath.Rel(s.dsDir, p)
+			rel, _ := filepath.Rel(s.DSDir, p)
 			out = append(out, rel)
 		}
 		return nil
@@ -120,29 +127,29 @@ func (s *sim) files(t testing.TB) []string {
 	return out
 }
 
-// vms lists the names of every VM and template in the simulator.
-func (s *sim) vms() []string {
+// VMs lists the names of every VM and template in the simulator.
+func (s *Sim) VMs() []string {
 	var out []string
-	for _, obj := range s.model.Map().All("VirtualMachine") {
+	for _, obj := range s.Model.Map().All("VirtualMachine") {
 		out = append(out, obj.(*simulator.VirtualMachine).Name)
 	}
 	sort.Strings(out)
 	return out
 }
 
-// inventory is the conformance suite's leak probe: VMs and datastore files.
-func (s *sim) inventory() ([]string, error) {
+// Inventory is the conformance suite's leak probe: VMs and datastore files.
+func (s *Sim) Inventory() ([]string, error) {
 	var out []string
-	for _, v := range s.vms() {
+	for _, v := range s.VMs() {
 		out = append(out, "vm:"+v)
 	}
 	var files []string
-	err := filepath.WalkDir(s.dsDir, func(p string, e fs.DirEntry, err error) error {
+	err := filepath.WalkDir(s.DSDir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if !e.IsDir() {
-			rel, _ := filepath.Rel(s.dsDir, p)
+			rel, _ := filepath.Rel(s.DSDir, p)
 			files = append(files, "file:"+rel)
 		}
 		return nil
@@ -151,10 +158,10 @@ func (s *sim) inventory() ([]string, error) {
 	return append(out, files...), err
 }
 
-// vm returns the simulator's VM behind a CID.
-func (s *sim) vm(t testing.TB, cid cpi.VMCID) *simulator.VirtualMachine {
+// VM returns the simulator's VM behind a CID.
+func (s *Sim) VM(t testing.TB, cid cpi.VMCID) *simulator.VirtualMachine {
 	t.Helper()
-	for _, obj := range s.model.Map().All("VirtualMachine") {
+	for _, obj := range s.Model.Map().All("VirtualMachine") {
 		vm := obj.(*simulator.VirtualMachine)
 		if vm.Name == string(cid) {
 			return vm
@@ -164,7 +171,8 @@ func (s *sim) vm(t testing.TB, cid cpi.VMCID) *simulator.VirtualMachine {
 	return nil
 }
 
-func extraConfig(vm *simulator.VirtualMachine) map[string]string {
+// ExtraConfig returns a VM's extraConfig as a map.
+func ExtraConfig(vm *simulator.VirtualMachine) map[string]string {
 	out := map[string]string{}
 	for _, o := range vm.Config.ExtraConfig {
 		ov := o.GetOptionValue()
@@ -173,11 +181,11 @@ func extraConfig(vm *simulator.VirtualMachine) map[string]string {
 	return out
 }
 
-// settings reads the settings a VM was given through guestinfo, and checks
+// Settings reads the settings a VM was given through guestinfo, and checks
 // the env ISO on its CD-ROM carries the same document.
-func (s *sim) settings(t testing.TB, cid cpi.VMCID) (*settings.Settings, error) {
-	vm := s.vm(t, cid)
-	ec := extraConfig(vm)
+func (s *Sim) Settings(t testing.TB, cid cpi.VMCID) (*settings.Settings, error) {
+	vm := s.VM(t, cid)
+	ec := ExtraConfig(vm)
 	if ec[vsphere.GuestinfoUserdataEncoding] != "base64" {
 		return nil, fmt.Errorf("guestinfo.userdata.encoding = %q", ec[vsphere.GuestinfoUserdataEncoding])
 	}
@@ -185,7 +193,7 @@ func (s *sim) settings(t testing.TB, cid cpi.VMCID) (*settings.Settings, error) 
 	if err != nil {
 		return nil, err
 	}
-	iso := s.envISO(t, vm)
+	iso := s.EnvISO(t, vm)
 	if !bytes.Equal(doc, iso) {
 		return nil, fmt.Errorf("env ISO and guestinfo differ:\n%s\n%s", iso, doc)
 	}
@@ -196,8 +204,8 @@ func (s *sim) settings(t testing.TB, cid cpi.VMCID) (*settings.Settings, error) 
 	return &st, nil
 }
 
-// envISO reads the ISO the VM's CD-ROM holds from the datastore directory.
-func (s *sim) envISO(t testing.TB, vm *simulator.VirtualMachine) []byte {
+// EnvISO reads the ISO the VM's CD-ROM holds from the datastore directory.
+func (s *Sim) EnvISO(t testing.TB, vm *simulator.VirtualMachine) []byte {
 	t.Helper()
 	for _, dev := range vm.Config.Hardware.Device {
 		cd, ok := dev.(*types.VirtualCdrom)
@@ -208,7 +216,7 @@ func (s *sim) envISO(t testing.TB, vm *simulator.VirtualMachine) []byte {
 		require.True(t, ok, "CD-ROM backed by an ISO, got %T", cd.Backing)
 		require.True(t, cd.Connectable.StartConnected, "CD-ROM connected at power on")
 		rel := strings.TrimPrefix(b.FileName, "[LocalDS_0] ")
-		f, err := os.Open(filepath.Join(s.dsDir, rel))
+		f, err := os.Open(filepath.Join(s.DSDir, rel))
 		require.NoError(t, err, "env ISO %s", b.FileName)
 		defer f.Close()
 		doc, err := vsphere.ReadEnvISO(f)
@@ -219,9 +227,9 @@ func (s *sim) envISO(t testing.TB, vm *simulator.VirtualMachine) []byte {
 	return nil
 }
 
-// manual returns the i-th VM's networks: a static IP on the standard port
+// Manual returns the i-th VM's networks: a static IP on the standard port
 // group and one on the distributed one.
-func manual(i int) cpi.Networks {
+func Manual(i int) cpi.Networks {
 	return cpi.Networks{
 		"default": {Type: "manual", IP: fmt.Sprintf("10.0.1.%d", 10+i), Netmask: "255.255.255.0", Gateway: "10.0.1.1",
 			DNS: []string{"10.0.1.2"}, Default: []string{"dns", "gateway"}, CloudProperties: cpi.Props{"name": "VM Network"}},
@@ -229,5 +237,3 @@ func manual(i int) cpi.Networks {
 			CloudProperties: cpi.Props{"name": "DC0_DVPG0"}},
 	}
 }
-
-var _ = mo.VirtualMachine{}
