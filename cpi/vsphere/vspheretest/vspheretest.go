@@ -9,6 +9,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
+	"encoding/pem"
 	_ "embed"
 	"encoding/base64"
 	"encoding/json"
@@ -51,6 +53,19 @@ type Option func(m *simulator.Model, c *vsphere.Config)
 // hosts, datastore LocalDS_0, port groups "VM Network" and DC0_DVPG0).
 func Start(t testing.TB, opts ...Option) *Sim {
 	t.Helper()
+	return start(t, false, opts)
+}
+
+// StartTLS is Start with the simulator serving HTTPS under its own
+// self-signed certificate; the driver is given that certificate as
+// connection_options.ca_cert.
+func StartTLS(t testing.TB, opts ...Option) *Sim {
+	t.Helper()
+	return start(t, true, opts)
+}
+
+func start(t testing.TB, useTLS bool, opts []Option) *Sim {
+	t.Helper()
 	m := simulator.VPX()
 	m.Machine = 0 // no sample VMs: the inventory is what the driver makes
 	c := vsphere.Config{
@@ -64,7 +79,13 @@ func Start(t testing.TB, opts ...Option) *Sim {
 		o(m, &c)
 	}
 	require.NoError(t, m.Create())
+	if useTLS {
+		m.Service.TLS = new(tls.Config)
+	}
 	s := m.Service.NewServer()
+	if useTLS {
+		c.ConnectionOptions.CACert = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw}))
+	}
 	t.Cleanup(func() { s.Close(); m.Remove() })
 	u := *s.URL
 	c.Host = u.Scheme + "://" + u.Host + u.Path
