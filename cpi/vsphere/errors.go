@@ -98,8 +98,8 @@ func (e *TaskTimeoutError) Error() string {
 func (e *TaskTimeoutError) Unwrap() error { return ErrTaskTimeout }
 
 // wait waits for a task, bounded by task_timeout. Most tasks finish within
-// milliseconds, so the task's info is read once after a short pause (one round
-// trip) before falling back to a long-polling property collector. A task that
+// milliseconds, so the task's info is read after short pauses (one round
+// trip each) before falling back to a long-polling property collector. A task that
 // times out is cancelled (best effort) and reported as a *TaskTimeoutError.
 func (d *Driver) wait(ctx context.Context, t *object.Task, what string) (types.AnyType, error) {
 	res, err := d.waitKeep(ctx, t, what)
@@ -138,21 +138,27 @@ func (d *Driver) cancelTask(t *object.Task, what string) {
 	}
 }
 
-// pollTask reads a task's info after a short pause; nil info means it is
-// still running.
+// pollDelays are the pauses before each read of a task's info; a task still
+// running after them is waited for with a long-polling property collector.
+var pollDelays = []time.Duration{2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond}
+
+// pollTask reads a task's info after short pauses (one round trip each);
+// nil info means it is still running.
 func (d *Driver) pollTask(ctx context.Context, t *object.Task) (*types.TaskInfo, error) {
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-time.After(5 * time.Millisecond):
-	}
-	var mt mo.Task
-	if err := t.Properties(ctx, t.Reference(), []string{"info"}, &mt); err != nil {
-		return nil, err
-	}
-	switch mt.Info.State {
-	case types.TaskInfoStateSuccess, types.TaskInfoStateError:
-		return &mt.Info, nil
+	for _, delay := range pollDelays {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		var mt mo.Task
+		if err := t.Properties(ctx, t.Reference(), []string{"info"}, &mt); err != nil {
+			return nil, err
+		}
+		switch mt.Info.State {
+		case types.TaskInfoStateSuccess, types.TaskInfoStateError:
+			return &mt.Info, nil
+		}
 	}
 	return nil, nil
 }

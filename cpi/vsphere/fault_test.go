@@ -124,11 +124,13 @@ func TestAPowerOffThatTimesOutFailsDeleteVMWhichARetryFinishes(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ok, "a delete_vm that timed out did not delete")
 
-	simulator.TaskDelay.MethodDelay = nil
+	v := s.VM(t, vm)
 	require.Eventually(t, func() bool {
-		return s.VM(t, vm).Runtime.PowerState == types.VirtualMachinePowerStatePoweredOff
+		var state types.VirtualMachinePowerState
+		s.Model.Map().WithLock(s.Model.Service.Context, v, func() { state = v.Runtime.PowerState })
+		return state == types.VirtualMachinePowerStatePoweredOff
 	}, 10*time.Second, 20*time.Millisecond, "the slow power-off lands")
-	require.NoError(t, s.Driver.DeleteVM(ctx, vm), "the retry")
+	require.NoError(t, s.Driver.DeleteVM(ctx, vm), "the retry (the VM is off now: no power-off task to delay)")
 	assert.Equal(t, before, inventory(t, s))
 }
 

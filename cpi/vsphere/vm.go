@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"reflect"
 	"fmt"
 	"strconv"
 	"strings"
@@ -107,7 +108,7 @@ func (d *Driver) CreateVM(ctx context.Context, agentID cpi.AgentID, stemcell cpi
 	uuid := newUUID()
 	cid := cpi.VMCID(vmPrefix + uuid)
 	nets := cpi.Networks{}
-	devices := tmpl.devices
+	devices := copyDevices(tmpl.devices)
 	var changes []types.BaseVirtualDeviceConfigSpec
 	for _, nic := range devices.SelectByType((*types.VirtualEthernetCard)(nil)) {
 		changes = append(changes, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationRemove, Device: nic})
@@ -251,6 +252,24 @@ func (d *Driver) CreateVM(ctx context.Context, agentID cpi.AgentID, stemcell cpi
 	}
 	d.inv.rememberVM(cid, ref)
 	return cid, nets, nil
+}
+
+// copyDevices copies a (cached) device list so a create_vm can assign
+// controllers and change backings without touching the cache: every device
+// is copied, and a controller's list of attached device keys too.
+func copyDevices(l object.VirtualDeviceList) object.VirtualDeviceList {
+	out := make(object.VirtualDeviceList, 0, len(l))
+	for _, dev := range l {
+		v := reflect.New(reflect.TypeOf(dev).Elem())
+		v.Elem().Set(reflect.ValueOf(dev).Elem())
+		cp := v.Interface().(types.BaseVirtualDevice)
+		if c, ok := cp.(types.BaseVirtualController); ok {
+			vc := c.GetVirtualController()
+			vc.Device = append([]int32(nil), vc.Device...)
+		}
+		out = append(out, cp)
+	}
+	return out
 }
 
 func deref(p *int32) int32 {
