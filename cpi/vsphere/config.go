@@ -31,11 +31,8 @@ type Config struct {
 	// does the same) and a warning is logged.
 	Insecure *bool `json:"insecure,omitempty"`
 	// DefaultDiskType is the provisioning of persistent disks: "preallocated"
-	// (BOSH's default, eagerZeroedThick... here thick) or "thin".
+	// (BOSH's default) or "thin".
 	DefaultDiskType string `json:"default_disk_type,omitempty"`
-	// EnableHumanReadableName names VMs after their instance once
-	// set_vm_metadata says it (the CID stays the UUID).
-	EnableHumanReadableName bool `json:"enable_human_readable_name,omitempty"`
 	// Agent is merged into every VM's agent settings (mbus, ntp, blobstore).
 	Agent map[string]any `json:"agent,omitempty"`
 	// TaskTimeout bounds the wait for one vCenter task (Go duration, default 10m).
@@ -245,19 +242,18 @@ func (c Config) datacenter() Datacenter { return c.Datacenters[0] }
 // VMProps are the create_vm cloud_properties the driver reads (vm_type merged
 // with the AZ's, as the director sends them).
 type VMProps struct {
-	CPU                          int               `json:"cpu"`
-	RAM                          int               `json:"ram"`  // MiB
-	Disk                         int               `json:"disk"` // ephemeral disk, MiB
-	Datacenters                  []Datacenter      `json:"datacenters,omitempty"`
-	Datastores                   []string          `json:"datastores,omitempty"`
-	NestedHardwareVirtualization bool              `json:"nested_hardware_virtualization,omitempty"`
-	CPUHotAddEnabled             *bool             `json:"cpu_hot_add_enabled,omitempty"`
-	MemoryHotAddEnabled          *bool             `json:"memory_hot_add_enabled,omitempty"`
-	VMGroup                      string            `json:"vm_group,omitempty"`
-	VMXOptions                   map[string]any    `json:"vmx_options,omitempty"`
-	MemoryReservationLocked      bool              `json:"memory_reservation_locked_to_max,omitempty"`
-	DiskMode                     string            `json:"disk_mode,omitempty"`
-	Extra                        map[string]string `json:"-"`
+	CPU                          int            `json:"cpu"`
+	RAM                          int            `json:"ram"`  // MiB
+	Disk                         int            `json:"disk"` // ephemeral disk, MiB
+	Datacenters                  []Datacenter   `json:"datacenters,omitempty"`
+	Datastores                   []string       `json:"datastores,omitempty"`
+	NestedHardwareVirtualization bool           `json:"nested_hardware_virtualization,omitempty"`
+	CPUHotAddEnabled             *bool          `json:"cpu_hot_add_enabled,omitempty"`
+	MemoryHotAddEnabled          *bool          `json:"memory_hot_add_enabled,omitempty"`
+	VMGroup                      string         `json:"vm_group,omitempty"`
+	VMXOptions                   map[string]any `json:"vmx_options,omitempty"`
+	MemoryReservationLocked      bool           `json:"memory_reservation_locked_to_max,omitempty"`
+	DiskMode                     string         `json:"disk_mode,omitempty"`
 }
 
 // DiskProps are the create_disk cloud_properties the driver reads.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -276,4 +277,28 @@ func TestConfigForms(t *testing.T) {
 	for _, want := range []string{"host (or address) is required", "user is required", "datacenters[0].name is required", "must name at least one cluster", `datastore pattern "("`} {
 		assert.Contains(t, err.Error(), want)
 	}
+}
+
+func TestALostSessionIsLoggedInAgain(t *testing.T) {
+	s := vspheretest.Start(t)
+	_, err := s.Driver.HasVM(ctx, "vm-x")
+	require.NoError(t, err)
+	require.NoError(t, vsphere.EndSession(ctx, s.Driver))
+	_, err = s.Driver.HasVM(ctx, "vm-x")
+	require.NoError(t, err, "a call vCenter refuses with NotAuthenticated logs in again and is repeated")
+}
+
+func TestAnIdleSessionIsCheckedBeforeUse(t *testing.T) {
+	s := vspheretest.Start(t)
+	now := time.Now()
+	d, err := vsphere.NewWithOptions(s.Config, nil, vsphere.Options{Now: func() time.Time { return now }})
+	require.NoError(t, err)
+	_, err = d.HasVM(ctx, "vm-x")
+	require.NoError(t, err)
+	require.NoError(t, vsphere.EndSession(ctx, d))
+	now = now.Add(6 * time.Minute)
+	// The finder reads the inventory through the property collector, whose
+	// per-object faults a round-trip wrapper does not see.
+	_, err = d.CreateStemcell(ctx, vspheretest.StemcellImage(t), nil)
+	require.NoError(t, err, "after 6 idle minutes the session is checked and renewed")
 }

@@ -24,13 +24,16 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/kpaas/kpaas/cpi"
 )
@@ -44,9 +47,13 @@ type Driver struct {
 	log    *slog.Logger
 	now    func() time.Time
 	trips  atomic.Int64
-	mu     sync.Mutex // guards client
+	mu     sync.Mutex // guards client, login, lastUse
 	client *vim25.Client
-	inv    *inventory
+	login  func(context.Context) error
+	// lastUse is when the session was last used; after sessionIdle the
+	// session is checked (and renewed) before use.
+	lastUse time.Time
+	inv     *inventory
 }
 
 // Options tune a Driver for tests.
@@ -100,7 +107,19 @@ func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func (d *Driver) vc(ctx context.Context) (*vim25.Client, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	now := d.now()
 	if d.client != nil {
+		if now.Sub(d.lastUse) > sessionIdle {
+			// vCenter ends idle sessions (30 min by default) and forgets all
+			// of them when it restarts.
+			if us, err := session.NewManager(d.client).UserSession(ctx); err != nil || us == nil {
+				if err := d.login(ctx); err != nil {
+					return nil, err
+				}
+				d.log.Info("vsphere: the vCenter session had ended; logged in again")
+			}
+		}
+		d.lastUse = now
 		return d.client, nil
 	}
 	c, err := d.connect(ctx)
@@ -108,8 +127,12 @@ func (d *Driver) vc(ctx context.Context) (*vim25.Client, error) {
 		return nil, err
 	}
 	d.client = c
+	d.lastUse = now
 	return c, nil
 }
+
+// sessionIdle is how long a session may sit unused before it is checked.
+const sessionIdle = 5 * time.Minute
 
 func (d *Driver) connect(ctx context.Context) (*vim25.Client, error) {
 	u, err := soap.ParseURL(d.cfg.Host)
@@ -140,10 +163,63 @@ func (d *Driver) connect(ctx context.Context) (*vim25.Client, error) {
 	if err != nil {
 		return nil, classify(fmt.Errorf("vsphere: connecting to vCenter %s: %w", u.Host, err))
 	}
-	if err := session.NewManager(c).Login(ctx, url.UserPassword(d.cfg.User, d.cfg.Password)); err != nil {
-		return nil, classify(fmt.Errorf("vsphere: logging in to vCenter %s as %s: %w", u.Host, d.cfg.User, err))
+	login := func(ctx context.Context) error {
+		if err := session.NewManager(c).Login(ctx, url.UserPassword(d.cfg.User, d.cfg.Password)); err != nil {
+			return classify(fmt.Errorf("vsphere: logging in to vCenter %s as %s: %w", u.Host, d.cfg.User, err))
+		}
+		return nil
 	}
+	if err := login(ctx); err != nil {
+		return nil, err
+	}
+	d.login = login
+	c.RoundTripper = &relogin{next: c.RoundTripper, login: login, log: d.log}
 	return c, nil
+}
+
+// relogin logs in again when vCenter says the session is gone (it expired,
+// or vCenter restarted) and repeats the call once, so a long-lived driver
+// survives both.
+type relogin struct {
+	next  soap.RoundTripper
+	login func(context.Context) error
+	log   *slog.Logger
+	mu    sync.Mutex
+}
+
+func (r *relogin) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
+	err := r.next.RoundTrip(ctx, req, res)
+	if err == nil || !notAuthenticated(err) {
+		return err
+	}
+	r.mu.Lock()
+	lerr := r.login(ctx)
+	r.mu.Unlock()
+	if lerr != nil {
+		r.log.Warn("vsphere: the vCenter session had ended; logging in again failed", "err", lerr)
+		return err
+	}
+	r.log.Info("vsphere: the vCenter session had ended; logged in again")
+	// The response body kept the first answer's fault: clear it.
+	if v := reflect.ValueOf(res); v.Kind() == reflect.Pointer && v.Elem().Kind() == reflect.Struct {
+		if f := v.Elem().FieldByName("Fault_"); f.IsValid() && f.CanSet() {
+			f.Set(reflect.Zero(f.Type()))
+		}
+	}
+	return r.next.RoundTrip(ctx, req, res)
+}
+
+func notAuthenticated(err error) bool {
+	if fault.Is(err, &types.NotAuthenticated{}) {
+		return true
+	}
+	if soap.IsSoapFault(err) {
+		switch soap.ToSoapFault(err).VimFault().(type) {
+		case types.NotAuthenticated, *types.NotAuthenticated:
+			return true
+		}
+	}
+	return false
 }
 
 // Close logs out.
