@@ -296,3 +296,8 @@ func (p VMProps) vmxOptions() [][2]string {
 	}
 	return out
 }
+
+// DecodeVMProps reads create_vm cloud_properties (vm_type merged with the AZ's).
+func DecodeVMProps(props map[string]any) (VMProps, error) {
+	return decodeProps[VMProps](props, "vm_type")
+}
