@@ -16,7 +16,9 @@ import (
 //   - kpaas's flat form, the `vcenter` block of a cpi.yml / cpi-config
 //     ({"address": ..., "user": ..., "datacenters": [...], "connection_options": {...}}),
 //   - the cpi.json BOSH's vsphere_cpi job renders
-//     ({"cloud": {"plugin": "vsphere", "properties": {"vcenters": [{...}], "agent": {...}}}}).
+//     ({"cloud": {"plugin": "vsphere", "properties": {"vcenters": [{...}], "agent": {...}}}}),
+//     where top-level keys of the flat form beside "cloud" (a multi-CPI
+//     cpi-config's properties) override the vCenter's.
 type Config struct {
 	Host     string `json:"host"`
 	User     string `json:"user"`
@@ -154,6 +156,15 @@ func ParseConfig(b []byte) (Config, error) {
 		}
 		if c.Agent == nil {
 			c.Agent = probe.Cloud.Properties.Agent
+		}
+		// Top-level keys beside "cloud" are a multi-CPI cpi-config's
+		// properties (kpaas cpi overlays them from the request context):
+		// they win over the vCenter's.
+		if err := json.Unmarshal(b, &c); err != nil {
+			return Config{}, fmt.Errorf("parsing vsphere cpi config: %w", err)
+		}
+		if probe.Address != "" {
+			c.Host = probe.Address
 		}
 	} else {
 		if err := json.Unmarshal(b, &c); err != nil {

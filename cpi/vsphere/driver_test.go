@@ -260,6 +260,20 @@ func TestConfigForms(t *testing.T) {
 	assert.Equal(t, "AP_Disks", c.Datacenters[0].DiskPath)
 	assert.Equal(t, []any{"0.pool.ntp.org"}, c.Agent["ntp"])
 
+	// A multi-CPI cpi-config's properties, overlaid by kpaas cpi from the
+	// request context, win over cpi.json's vCenter.
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal([]byte(boshJSON), &doc))
+	doc["user"], doc["password"] = "ctx-user", "ctx-pass"
+	b, err := json.Marshal(doc)
+	require.NoError(t, err)
+	c, err = vsphere.ParseConfig(b)
+	require.NoError(t, err)
+	assert.Equal(t, "ctx-user", c.User)
+	assert.Equal(t, "ctx-pass", c.Password)
+	assert.Equal(t, "vc.example", c.Host)
+	assert.Equal(t, "AP-DC", c.Datacenters[0].Name)
+
 	// The vcenter block of K-PaaS's bosh/vsphere/cpi.yml, as a cpi-config gives it.
 	flat := `{"address":"10.0.0.5","user":"u","password":"p","datacenters":[{"name":"AP-DC","clusters":["AP"],
 	  "datastore_pattern":"AP-Storage"}],"connection_options":{"ca_cert":"PEM"}}`
