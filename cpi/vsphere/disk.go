@@ -268,7 +268,7 @@ func (d *Driver) deleteVMDK(ctx context.Context, cid string) error {
 	}
 	if err != nil && !fileNotFound(err) {
 		if fault := (&types.FileLocked{}); isFault(err, fault) {
-			return cpi.Errorf(cpi.TypeCloudError, true, "vsphere: disk %s is in use (attached to a VM?); detach it first: %w", cid, err)
+			return cpi.Errorf(cpi.TypeCloudError, false, "vsphere: disk %s is in use (attached to a VM?); detach it first: %w", cid, err)
 		}
 		return classify(fmt.Errorf("vsphere: deleting disk %s on datastore %s: %w", cid, ds, err))
 	}

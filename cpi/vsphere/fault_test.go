@@ -190,3 +190,18 @@ func TestVCenterSaysTheDatastoreIsFull(t *testing.T) {
 	requireCPIError(t, err, cpi.TypeNoDiskSpace, false)
 	assert.Empty(t, withPrefix(s.Files(t), "kpaas_disks/disk-"))
 }
+
+func TestAnUnknownPortGroupLeavesNothing(t *testing.T) {
+	s := vspheretest.Start(t)
+	sc := stemcell(t, s)
+	before := inventory(t, s)
+	nets := vspheretest.Manual(1)
+	n := nets["second"]
+	n.CloudProperties = cpi.Props{"name": "no-such-port-group"}
+	nets["second"] = n
+	_, _, err := s.Driver.CreateVM(ctx, "a", sc, vmType, nets, nil, nil)
+	require.Error(t, err)
+	requireCPIError(t, err, cpi.TypeVMCreationFail, false)
+	assert.Contains(t, err.Error(), `port group "no-such-port-group" not found in datacenter "DC0"`)
+	assert.Equal(t, before, inventory(t, s))
+}

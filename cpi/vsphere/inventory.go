@@ -75,7 +75,8 @@ func newInventory(d *Driver) *inventory {
 	}
 }
 
-// datacenter returns the configured datacenter (cached).
+// datacenter returns the configured datacenter (cached): one inventory path
+// lookup and one read of its folders.
 func (iv *inventory) datacenter(ctx context.Context, c *vim25.Client) (*object.Datacenter, *object.DatacenterFolders, error) {
 	iv.mu.Lock()
 	defer iv.mu.Unlock()
@@ -83,16 +84,38 @@ func (iv *inventory) datacenter(ctx context.Context, c *vim25.Client) (*object.D
 		return iv.dc, iv.dcFolder, nil
 	}
 	name := iv.d.cfg.datacenter().Name
-	dc, err := find.NewFinder(c, false).Datacenter(ctx, name)
-	if err != nil {
+	var dc *object.Datacenter
+	ref, err := object.NewSearchIndex(c).FindByInventoryPath(ctx, "/"+strings.TrimPrefix(name, "/"))
+	if err == nil && ref != nil && ref.Reference().Type == "Datacenter" {
+		dc = object.NewDatacenter(c, ref.Reference())
+		dc.InventoryPath = "/" + strings.TrimPrefix(name, "/")
+	} else if dc, err = find.NewFinder(c, false).Datacenter(ctx, name); err != nil {
 		return nil, nil, cpi.Errorf(cpi.TypeCloudError, transient(err), "vsphere: finding datacenter %q (datacenters[0].name): %w", name, err)
 	}
-	folders, err := dc.Folders(ctx)
-	if err != nil {
+	var m mo.Datacenter
+	if err := dc.Properties(ctx, dc.Reference(), []string{"vmFolder", "hostFolder", "datastoreFolder", "networkFolder"}, &m); err != nil {
 		return nil, nil, classify(fmt.Errorf("vsphere: reading the folders of datacenter %q: %w", name, err))
 	}
+	folders := &object.DatacenterFolders{
+		VmFolder: object.NewFolder(c, m.VmFolder), HostFolder: object.NewFolder(c, m.HostFolder),
+		DatastoreFolder: object.NewFolder(c, m.DatastoreFolder), NetworkFolder: object.NewFolder(c, m.NetworkFolder),
+	}
+	folders.VmFolder.InventoryPath = dc.InventoryPath + "/vm"
+	folders.HostFolder.InventoryPath = dc.InventoryPath + "/host"
+	folders.DatastoreFolder.InventoryPath = dc.InventoryPath + "/datastore"
+	folders.NetworkFolder.InventoryPath = dc.InventoryPath + "/network"
 	iv.dc, iv.dcFolder = dc, folders
 	return dc, folders, nil
+}
+
+// byPath looks an object up by inventory path (one round trip); nil when
+// there is none.
+func byPath(ctx context.Context, c *vim25.Client, p string) (object.Reference, error) {
+	ref, err := object.NewSearchIndex(c).FindByInventoryPath(ctx, p)
+	if err != nil {
+		return nil, classify(fmt.Errorf("vsphere: looking up %s: %w", p, err))
+	}
+	return ref, nil
 }
 
 // folder returns (creating it when missing) a folder under the datacenter's
@@ -160,8 +183,13 @@ func (iv *inventory) cluster(ctx context.Context, c *vim25.Client, cl Cluster) (
 	}
 	iv.mu.Unlock()
 	f := find.NewFinder(c, false).SetDatacenter(dc)
-	cc, err := f.ClusterComputeResource(ctx, cl.Name)
-	if err != nil {
+	var cc *object.ClusterComputeResource
+	if ref, err := byPath(ctx, c, dc.InventoryPath+"/host/"+cl.Name); err != nil {
+		return nil, err
+	} else if r, ok := ref.(*object.ClusterComputeResource); ok {
+		cc = r
+		cc.InventoryPath = dc.InventoryPath + "/host/" + cl.Name
+	} else if cc, err = f.ClusterComputeResource(ctx, cl.Name); err != nil { // in a host folder
 		return nil, cpi.Errorf(cpi.TypeCloudError, transient(err), "vsphere: finding cluster %q in datacenter %q: %w", cl.Name, iv.d.cfg.datacenter().Name, err)
 	}
 	var mcc mo.ClusterComputeResource
@@ -174,15 +202,19 @@ func (iv *inventory) cluster(ctx context.Context, c *vim25.Client, cl Cluster) (
 	}
 	if cl.ResourcePool != "" {
 		base := cc.InventoryPath + "/Resources"
-		rp, err := f.ResourcePool(ctx, base+"/"+cl.ResourcePool)
+		ref, err := byPath(ctx, c, base+"/"+cl.ResourcePool)
 		if err != nil {
-			rps, lerr := f.ResourcePoolList(ctx, base+"/.../"+cl.ResourcePool)
-			if lerr != nil || len(rps) == 0 {
-				return nil, cpi.Errorf(cpi.TypeCloudError, transient(err), "vsphere: finding resource pool %q in cluster %q: %w", cl.ResourcePool, cl.Name, err)
-			}
-			rp = rps[0]
+			return nil, err
 		}
-		ci.pool = rp.Reference()
+		if rp, ok := ref.(*object.ResourcePool); ok {
+			ci.pool = rp.Reference()
+		} else { // nested deeper
+			rps, err := f.ResourcePoolList(ctx, base+"/.../"+cl.ResourcePool)
+			if err != nil || len(rps) == 0 {
+				return nil, cpi.Errorf(cpi.TypeCloudError, transient(err), "vsphere: resource pool %q not found in cluster %q (clusters[].%s.resource_pool)", cl.ResourcePool, cl.Name, cl.Name)
+			}
+			ci.pool = rps[0].Reference()
+		}
 	}
 	iv.mu.Lock()
 	iv.clusters[key] = ci
@@ -353,17 +385,30 @@ func (iv *inventory) network(ctx context.Context, c *vim25.Client, name string) 
 		return b, nil
 	}
 	iv.mu.Unlock()
-	n, err := find.NewFinder(c, false).SetDatacenter(dc).Network(ctx, name)
+	var b types.BaseVirtualDeviceBackingInfo
+	ref, err := byPath(ctx, c, dc.InventoryPath+"/network/"+name)
 	if err != nil {
-		var nf *find.NotFoundError
-		if errors.As(err, &nf) {
-			return nil, &cpi.Error{Type: cpi.TypeNetworkNotFound, Message: fmt.Sprintf("vsphere: port group %q not found in datacenter %q (network cloud_properties.name)", name, iv.d.cfg.datacenter().Name), Err: err}
-		}
-		return nil, classify(fmt.Errorf("vsphere: finding port group %q: %w", name, err))
+		return nil, err
 	}
-	b, err := n.EthernetCardBackingInfo(ctx)
-	if err != nil {
-		return nil, classify(fmt.Errorf("vsphere: reading port group %q: %w", name, err))
+	switch n := ref.(type) {
+	case *object.Network: // a standard port group: its name is the backing
+		b = &types.VirtualEthernetCardNetworkBackingInfo{VirtualDeviceDeviceBackingInfo: types.VirtualDeviceDeviceBackingInfo{DeviceName: path.Base(name)}}
+	case object.NetworkReference:
+		if b, err = n.EthernetCardBackingInfo(ctx); err != nil {
+			return nil, classify(fmt.Errorf("vsphere: reading port group %q: %w", name, err))
+		}
+	default: // in a network folder, or given by a path the finder knows
+		nr, err := find.NewFinder(c, false).SetDatacenter(dc).Network(ctx, name)
+		if err != nil {
+			var nf *find.NotFoundError
+			if errors.As(err, &nf) {
+				return nil, &cpi.Error{Type: cpi.TypeNetworkNotFound, Message: fmt.Sprintf("vsphere: port group %q not found in datacenter %q (network cloud_properties.name)", name, iv.d.cfg.datacenter().Name), Err: err}
+			}
+			return nil, classify(fmt.Errorf("vsphere: finding port group %q: %w", name, err))
+		}
+		if b, err = nr.EthernetCardBackingInfo(ctx); err != nil {
+			return nil, classify(fmt.Errorf("vsphere: reading port group %q: %w", name, err))
+		}
 	}
 	iv.mu.Lock()
 	iv.networks[name] = b
