@@ -82,28 +82,34 @@ func classify(err error) error {
 	return &cpi.Error{Type: cpi.TypeCloudError, Message: err.Error(), OkToRetry: transient(err), Err: err}
 }
 
-// TaskTimeoutError is a task that did not finish within task_timeout. The
-// task may still be running: Task lets the caller wait longer or cancel it.
-type TaskTimeoutError struct {
+// UnfinishedTaskError is a task that was still running when the wait ended:
+// task_timeout passed (Cause ErrTaskTimeout) or the caller's context ended
+// (Cause its error). Task lets the caller wait longer or cancel it.
+type UnfinishedTaskError struct {
 	Task    *object.Task
 	What    string
 	Timeout time.Duration
+	Cause   error
 }
 
-func (e *TaskTimeoutError) Error() string {
-	return fmt.Sprintf("%s: %v after %s (task %s; raise task_timeout if vCenter is slow)", e.What, ErrTaskTimeout, e.Timeout, e.Task.Reference().Value)
+func (e *UnfinishedTaskError) Error() string {
+	if errors.Is(e.Cause, ErrTaskTimeout) {
+		return fmt.Sprintf("%s: %v after %s (task %s; raise task_timeout if vCenter is slow)", e.What, ErrTaskTimeout, e.Timeout, e.Task.Reference().Value)
+	}
+	return fmt.Sprintf("%s: stopped waiting for task %s: %v", e.What, e.Task.Reference().Value, e.Cause)
 }
 
-// Unwrap makes errors.Is(err, ErrTaskTimeout) true.
-func (e *TaskTimeoutError) Unwrap() error { return ErrTaskTimeout }
+// Unwrap returns the cause: errors.Is(err, ErrTaskTimeout) tells a timeout.
+func (e *UnfinishedTaskError) Unwrap() error { return e.Cause }
 
 // wait waits for a task, bounded by task_timeout. Most tasks finish within
 // milliseconds, so the task's info is read after short pauses (one round
 // trip each) before falling back to a long-polling property collector. A task that
-// times out is cancelled (best effort) and reported as a *TaskTimeoutError.
+// times out, or whose wait the caller cancels, is cancelled in vCenter (best
+// effort) and reported as an *UnfinishedTaskError.
 func (d *Driver) wait(ctx context.Context, t *object.Task, what string) (types.AnyType, error) {
 	res, err := d.waitKeep(ctx, t, what)
-	var te *TaskTimeoutError
+	var te *UnfinishedTaskError
 	if errors.As(err, &te) {
 		d.cancelTask(t, what)
 	}
@@ -124,8 +130,11 @@ func (d *Driver) waitKeep(ctx context.Context, t *object.Task, what string) (typ
 	if err == nil {
 		return info.Result, nil
 	}
-	if tctx.Err() != nil && ctx.Err() == nil {
-		return nil, &TaskTimeoutError{Task: t, What: what, Timeout: timeout}
+	if ctx.Err() != nil {
+		return nil, &UnfinishedTaskError{Task: t, What: what, Timeout: timeout, Cause: ctx.Err()}
+	}
+	if tctx.Err() != nil {
+		return nil, &UnfinishedTaskError{Task: t, What: what, Timeout: timeout, Cause: ErrTaskTimeout}
 	}
 	return nil, fmt.Errorf("%s: %w", what, err)
 }

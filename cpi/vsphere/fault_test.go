@@ -1,6 +1,7 @@
 package vsphere_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -104,6 +105,7 @@ func TestACloneThatTimesOutIsRetryableAndCleanedUp(t *testing.T) {
 	requireCPIError(t, err, cpi.TypeVMCreationFail, true)
 	assert.ErrorIs(t, err, vsphere.ErrTaskTimeout)
 	assert.GreaterOrEqual(t, time.Since(start), time.Second, "cleanup waited for the slow clone to land")
+	settle(t, s, "CloneVm")
 	assert.Equal(t, before, inventory(t, s), "the VM the slow clone made is destroyed before create_vm returns")
 }
 
@@ -204,4 +206,42 @@ func TestAnUnknownPortGroupLeavesNothing(t *testing.T) {
 	requireCPIError(t, err, cpi.TypeVMCreationFail, false)
 	assert.Contains(t, err.Error(), `port group "no-such-port-group" not found in datacenter "DC0"`)
 	assert.Equal(t, before, inventory(t, s))
+}
+
+// settle waits until every simulator task called name has finished (the
+// simulator keeps running a task whose wait the driver gave up on).
+func settle(t *testing.T, s *vspheretest.Sim, name string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		done := true
+		for _, obj := range s.Model.Map().AllReference("Task") {
+			task := obj.(*simulator.Task)
+			s.Model.Map().WithLock(s.Model.Service.Context, task, func() {
+				if task.Info.Name == name && task.Info.State != types.TaskInfoStateSuccess && task.Info.State != types.TaskInfoStateError {
+					done = false
+				}
+			})
+		}
+		return done
+	}, 10*time.Second, 10*time.Millisecond, "tasks %s finish", name)
+}
+
+func TestACancelledCreateVMStillCleansUp(t *testing.T) {
+	s := vspheretest.Start(t)
+	sc := stemcell(t, s)
+	before := inventory(t, s)
+	setTaskDelay(t, "CloneVm", 700*time.Millisecond)
+
+	cctx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
+	defer cancel()
+	_, _, err := s.Driver.CreateVM(cctx, "a", sc, vmType, vspheretest.Manual(1), nil, nil)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	var ce *cpi.Error
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, cpi.TypeVMCreationFail, ce.Type)
+	after := inventory(t, s)
+	settle(t, s, "CloneVm")
+	assert.Equal(t, before, after, "CTX-1/VM-3: create_vm returned after cleaning up")
+	assert.Equal(t, before, inventory(t, s), "CTX-1/VM-3: the clone that landed after the cancel was waited for and removed")
 }

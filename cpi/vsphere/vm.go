@@ -243,7 +243,7 @@ func (d *Driver) CreateVM(ctx context.Context, agentID cpi.AgentID, stemcell cpi
 	}
 	if err != nil {
 		d.inv.forgetStores()
-		var slow *TaskTimeoutError
+		var slow *UnfinishedTaskError
 		errors.As(err, &slow)
 		if cerr := d.cleanupVM(cid, uuid, isoPath, slow); cerr != nil {
 			err = fmt.Errorf("%w; cleaning up also failed, remove VM %s and %s by hand: %v", err, cid, isoPath, cerr)
@@ -311,7 +311,7 @@ func (d *Driver) clone(ctx context.Context, c *vim25.Client, tmpl types.ManagedO
 // (slow) is given cleanup_timeout to finish, so the VM it makes is removed
 // too, and is cancelled if it does not. It runs on its own context so a
 // cancelled call still cleans up.
-func (d *Driver) cleanupVM(cid cpi.VMCID, uuid, isoPath string, slow *TaskTimeoutError) error {
+func (d *Driver) cleanupVM(cid cpi.VMCID, uuid, isoPath string, slow *UnfinishedTaskError) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(d.cfg.CleanupTimeout))
 	defer cancel()
 	c, err := d.vc(ctx)
