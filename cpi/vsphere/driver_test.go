@@ -1,8 +1,10 @@
 package vsphere_test
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -315,4 +317,43 @@ func TestAnIdleSessionIsCheckedBeforeUse(t *testing.T) {
 	// per-object faults a round-trip wrapper does not see.
 	_, err = d.CreateStemcell(ctx, vspheretest.StemcellImage(t), nil)
 	require.NoError(t, err, "after 6 idle minutes the session is checked and renewed")
+}
+
+func TestADynamicNetworkUsesDHCPAndARandomMAC(t *testing.T) {
+	s := vspheretest.Start(t)
+	sc := stemcell(t, s)
+	nets := cpi.Networks{"default": {Type: "dynamic", Default: []string{"dns", "gateway"}, CloudProperties: cpi.Props{"name": "VM Network"}}}
+	vm, got, err := s.Driver.CreateVM(ctx, "a", sc, vmType, nets, nil, nil)
+	require.NoError(t, err)
+	// vCenter learns a DHCP address only from a running guest's tools, so
+	// create_vm cannot return one (the agent reports it).
+	assert.Empty(t, got["default"].IP)
+	assert.Regexp(t, `^00:50:56:[0-3][0-9a-f]:[0-9a-f]{2}:[0-9a-f]{2}$`, got["default"].MAC)
+	st, err := s.Settings(t, vm)
+	require.NoError(t, err)
+	assert.True(t, st.Networks["default"].UseDHCP)
+	assert.Equal(t, got["default"].MAC, st.Networks["default"].MAC)
+	require.NoError(t, s.Driver.DeleteVM(ctx, vm))
+}
+
+func TestCreateStemcellFromAnOVA(t *testing.T) {
+	s := vspheretest.Start(t)
+	// An .ova is the same tar, not gzipped.
+	tgz, err := os.Open(vspheretest.StemcellImage(t))
+	require.NoError(t, err)
+	defer tgz.Close()
+	gz, err := gzip.NewReader(tgz)
+	require.NoError(t, err)
+	ova := filepath.Join(t.TempDir(), "stemcell.ova")
+	out, err := os.Create(ova)
+	require.NoError(t, err)
+	_, err = io.Copy(out, gz)
+	require.NoError(t, err)
+	require.NoError(t, out.Close())
+	sc, err := s.Driver.CreateStemcell(ctx, ova, nil)
+	require.NoError(t, err)
+	vm, _, err := s.Driver.CreateVM(ctx, "a", sc, vmType, vspheretest.Manual(1), nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, s.Driver.DeleteVM(ctx, vm))
+	require.NoError(t, s.Driver.DeleteStemcell(ctx, sc))
 }
