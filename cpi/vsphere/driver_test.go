@@ -357,3 +357,27 @@ func TestCreateStemcellFromAnOVA(t *testing.T) {
 	require.NoError(t, s.Driver.DeleteVM(ctx, vm))
 	require.NoError(t, s.Driver.DeleteStemcell(ctx, sc))
 }
+
+func TestSetVMMetadataSetsCustomAttributes(t *testing.T) {
+	s := vspheretest.Start(t)
+	sc := stemcell(t, s)
+	vm, _, err := s.Driver.CreateVM(ctx, "a", sc, vmType, vspheretest.Manual(1), nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, s.Driver.SetVMMetadata(ctx, vm, cpi.Metadata{"deployment": "cf", "name": "router/0"}))
+	require.NoError(t, s.Driver.SetVMMetadata(ctx, vm, cpi.Metadata{"name": "router/1"}), "a second call reuses the attribute definitions")
+
+	fields := map[int32]string{}
+	for _, obj := range s.Model.Map().AllReference("CustomFieldsManager") {
+		m := obj.(*simulator.CustomFieldsManager)
+		for _, f := range m.Field {
+			fields[f.Key] = f.Name
+		}
+	}
+	got := map[string]string{}
+	for _, v := range s.VM(t, vm).CustomValue {
+		cv := v.(*types.CustomFieldStringValue)
+		got[fields[cv.Key]] = cv.Value
+	}
+	assert.Equal(t, map[string]string{"deployment": "cf", "name": "router/1"}, got)
+	require.NoError(t, s.Driver.DeleteVM(ctx, vm))
+}
