@@ -12,7 +12,9 @@ import (
 	"strings"
 
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 	"github.com/vmware/govmomi/vmdk"
@@ -258,6 +260,15 @@ func (d *Driver) deleteVMDK(ctx context.Context, cid string) error {
 	if err != nil || ds == "" {
 		return err
 	}
+	if strings.HasPrefix(cid, diskPrefix) {
+		vm, err := d.attachedTo(ctx, c, cpi.DiskCID(cid))
+		if err != nil {
+			return err
+		}
+		if vm != "" {
+			return cpi.Errorf(cpi.TypeCloudError, false, "vsphere: disk %s is attached to VM %s; detach it (or delete the VM) first", cid, vm)
+		}
+	}
 	dc, _, err := d.inv.datacenter(ctx, c)
 	if err != nil {
 		return err
@@ -281,6 +292,42 @@ func (d *Driver) deleteVMDK(ctx context.Context, cid string) error {
 	}
 	d.inv.forgetStores()
 	return nil
+}
+
+// attachedTo returns the VM in vm_folder the disk is attached to, or "".
+func (d *Driver) attachedTo(ctx context.Context, c *vim25.Client, cid cpi.DiskCID) (cpi.VMCID, error) {
+	folder, err := d.inv.folder(ctx, c, d.cfg.datacenter().VMFolder)
+	if err != nil {
+		return "", err
+	}
+	var f mo.Folder
+	if err := folder.Properties(ctx, folder.Reference(), []string{"childEntity"}, &f); err != nil {
+		return "", classify(fmt.Errorf("vsphere: listing the VMs of %s: %w", d.cfg.datacenter().VMFolder, err))
+	}
+	var refs []types.ManagedObjectReference
+	for _, r := range f.ChildEntity {
+		if r.Type == "VirtualMachine" {
+			refs = append(refs, r)
+		}
+	}
+	if len(refs) == 0 {
+		return "", nil
+	}
+	var vms []mo.VirtualMachine
+	if err := property.DefaultCollector(c).Retrieve(ctx, refs, []string{"name", "config.hardware.device"}, &vms); err != nil {
+		return "", classify(fmt.Errorf("vsphere: reading the VMs of %s: %w", d.cfg.datacenter().VMFolder, err))
+	}
+	for _, vm := range vms {
+		if vm.Config == nil {
+			continue
+		}
+		for _, a := range d.persistentDisks(object.VirtualDeviceList(vm.Config.Hardware.Device)) {
+			if a.cid == cid {
+				return cpi.VMCID(vm.Name), nil
+			}
+		}
+	}
+	return "", nil
 }
 
 // HasDisk reports whether the disk's VMDK exists.

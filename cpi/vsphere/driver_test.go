@@ -381,3 +381,23 @@ func TestSetVMMetadataSetsCustomAttributes(t *testing.T) {
 	assert.Equal(t, map[string]string{"deployment": "cf", "name": "router/1"}, got)
 	require.NoError(t, s.Driver.DeleteVM(ctx, vm))
 }
+
+func TestDeleteDiskRefusesAnAttachedDisk(t *testing.T) {
+	s := vspheretest.Start(t)
+	sc := stemcell(t, s)
+	vm, _, err := s.Driver.CreateVM(ctx, "a", sc, vmType, vspheretest.Manual(1), nil, nil)
+	require.NoError(t, err)
+	disk, err := s.Driver.CreateDisk(ctx, 32, nil, vm)
+	require.NoError(t, err)
+	_, err = s.Driver.AttachDisk(ctx, vm, disk)
+	require.NoError(t, err)
+
+	err = s.Driver.DeleteDisk(ctx, disk)
+	require.Error(t, err, "DISK-8: deleting an attached disk is refused")
+	assert.Contains(t, err.Error(), "attached to VM "+string(vm))
+	assert.Len(t, withPrefix(s.Files(t), "kpaas_disks/"+string(disk)), 2, "the VMDK is still there")
+
+	require.NoError(t, s.Driver.DetachDisk(ctx, vm, disk))
+	require.NoError(t, s.Driver.DeleteDisk(ctx, disk))
+	require.NoError(t, s.Driver.DeleteVM(ctx, vm))
+}
