@@ -16,3 +16,7 @@ func (f *Factory) OpenState(ctx context.Context) (state.Store, error) {
 	}
 	return state.Open(ctx, loc, state.Options{Now: f.Now, Version: f.Version})
 }
+
+// StateTargets resolves deployments' instances to agent targets from the
+// state store the global flags name.
+func (f *Factory) StateTargets() StateTargets { return StateTargets{Open: f.OpenState} }

@@ -48,7 +48,7 @@ type Options struct {
 
 // NewCmdSSH builds `kpaas ssh`. runF replaces the run function in tests.
 func NewCmdSSH(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, Targets: func() (Targets, error) { return nil, ErrNotWired }}
+	opts := &Options{IO: f.IO, Targets: func() (Targets, error) { return f.StateTargets(), nil }}
 	cmd := &cobra.Command{
 		Use:   "ssh [GROUP[/ID]] [-c COMMAND]",
 		Short: "Open a shell on an instance's VM, or run a command on many",
