@@ -99,7 +99,7 @@ func TestDeploymentsRun(t *testing.T) {
       "ubuntu-jammy/1.0"
     ],
     "instances": 2,
-    "serial": `+fmt.Sprint(cf.Serial)+`,
+    "serial": ` + fmt.Sprint(cf.Serial) + `,
     "last_deployed_at": "2026-03-04T10:00:00Z"
   },
   {
@@ -107,7 +107,7 @@ func TestDeploymentsRun(t *testing.T) {
     "releases": [],
     "stemcells": [],
     "instances": 0,
-    "serial": `+fmt.Sprint(empty.Serial)+`,
+    "serial": ` + fmt.Sprint(empty.Serial) + `,
     "last_deployed_at": null
   }
 ]
