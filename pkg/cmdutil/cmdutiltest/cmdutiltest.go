@@ -5,11 +5,14 @@
 package cmdutiltest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"testing"
 	"time"
 
+	"github.com/kpaas/kpaas/pkg/agent/protocol"
+	"github.com/kpaas/kpaas/pkg/agentclient"
 	act "github.com/kpaas/kpaas/pkg/agentclient/agentclienttest"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
 	"github.com/kpaas/kpaas/pkg/state"
@@ -105,4 +108,41 @@ func StartAgent(t testing.TB, bin string, s state.Store, i *Instance) *act.Agent
 		i.VMCID = "vm-" + i.UUID
 	}
 	return a
+}
+
+// ApplyJob installs one job on a's VM whose processes are declared by
+// bpmYAML (the bpm.yml "processes:" list) and starts it, as the deploy
+// engine would; it does not wait for the processes to run.
+func ApplyJob(t testing.TB, a *act.Agent, job, bpmYAML string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool := agentclient.NewPool(agentclient.Options{})
+	defer pool.Close()
+	c := pool.Client(a.Target())
+	archive := act.TarGz(map[string]act.File{job + "/config/bpm.yml": {Body: "processes:\n" + bpmYAML}})
+	id := act.SHA256(archive)
+	if err := c.PutBlob(ctx, id, int64(len(archive)), bytes.NewReader(archive)); err != nil {
+		t.Fatal(err)
+	}
+	idx := 0
+	spec := protocol.ApplySpec{Deployment: "dep", Name: job, Index: &idx, ID: a.Name, Packages: map[string]protocol.BlobRef{},
+		Job:                      protocol.Job{Name: job, Templates: []protocol.JobTemplate{{Name: job, Version: "v1"}}},
+		RenderedTemplatesArchive: &protocol.BlobRef{SHA1: "sha256:" + id, BlobstoreID: id}}
+	if err := c.Apply(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// StopJobs stops a's jobs (get_state then says stopped).
+func StopJobs(t testing.TB, a *act.Agent) {
+	t.Helper()
+	pool := agentclient.NewPool(agentclient.Options{})
+	defer pool.Close()
+	if err := pool.Client(a.Target()).Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }
