@@ -275,4 +275,3 @@ func dash(s string) string {
 	}
 	return s
 }
-
