@@ -194,7 +194,7 @@ func (s StateTargets) Targets(ctx context.Context, deployment string) ([]agentcl
 		return nil, err
 	}
 	defer st.Close()
-	ds, err := st.LoadDeployment(ctx, deployment)
+	ds, err := LoadDeployment(ctx, st, st.Location(), deployment)
 	if err != nil {
 		return nil, err
 	}

@@ -104,9 +104,9 @@ func disksRun(ctx context.Context, opts *Options) error {
 	}
 	views := []diskView{}
 	for _, name := range names {
-		ds, err := s.LoadDeployment(ctx, name)
+		ds, err := cmdutil.LoadDeployment(ctx, s, s.Location(), name)
 		if err != nil {
-			return fmt.Errorf("loading deployment %s: %w", name, err)
+			return err
 		}
 		insts := map[string]state.Instance{}
 		for _, i := range ds.Instances {

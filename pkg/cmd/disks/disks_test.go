@@ -144,5 +144,5 @@ func TestDisksNone(t *testing.T) {
 		}
 	}
 	ios, _, _, _ := ui.Test()
-	assert.ErrorContains(t, disksRun(context.Background(), &Options{IO: ios, State: open, Now: time.Now, Deployment: "nope"}), "loading deployment nope")
+	assert.ErrorContains(t, disksRun(context.Background(), &Options{IO: ios, State: open, Now: time.Now, Deployment: "nope"}), "deployment nope not found in ")
 }

@@ -144,9 +144,9 @@ func instancesRun(ctx context.Context, opts *Options) error {
 	defer pool.Close()
 	views := []instanceView{}
 	for _, name := range names {
-		ds, err := s.LoadDeployment(ctx, name)
+		ds, err := cmdutil.LoadDeployment(ctx, s, s.Location(), name)
 		if err != nil {
-			return fmt.Errorf("loading deployment %s: %w", name, err)
+			return err
 		}
 		for _, o := range cmdutil.ObserveDeployment(ctx, ds, cmdutil.ObserveOptions{Probe: true, Timeout: opts.AgentTimeout, Key: key, Pool: pool}) {
 			v := instanceView{Deployment: name, Instance: o.Instance.ID(), Group: o.Instance.Group, Index: o.Instance.Index, ID: o.Instance.UUID,

@@ -4,6 +4,7 @@ package variables
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -65,7 +66,9 @@ func variablesRun(ctx context.Context, opts *Options) error {
 		return err
 	}
 	defer s.Close()
-	if _, err := s.Deployment(ctx, opts.Deployment); err != nil {
+	if _, err := s.Deployment(ctx, opts.Deployment); errors.Is(err, state.ErrNotFound) {
+		return fmt.Errorf("deployment %s not found in %s: `kpaas deployments` lists them", opts.Deployment, s.Location())
+	} else if err != nil {
 		return fmt.Errorf("reading deployment %s: %w", opts.Deployment, err)
 	}
 	vs, err := s.Variables(ctx, opts.Deployment)

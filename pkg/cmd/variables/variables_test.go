@@ -116,5 +116,5 @@ func TestVariablesRun(t *testing.T) {
 	assert.Equal(t, "Deployment novars has no variables.\n", errOut.String())
 
 	err := variablesRun(ctx, &Options{IO: ios, State: open, Now: now, Deployment: "nope"})
-	assert.ErrorContains(t, err, "reading deployment nope")
+	assert.ErrorContains(t, err, "deployment nope not found in ")
 }

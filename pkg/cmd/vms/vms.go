@@ -156,9 +156,9 @@ func vmsRun(ctx context.Context, opts *Options) error {
 	defer pool.Close()
 	views := []vmView{}
 	for _, name := range names {
-		ds, err := s.LoadDeployment(ctx, name)
+		ds, err := cmdutil.LoadDeployment(ctx, s, s.Location(), name)
 		if err != nil {
-			return fmt.Errorf("loading deployment %s: %w", name, err)
+			return err
 		}
 		obs := cmdutil.ObserveDeployment(ctx, ds, cmdutil.ObserveOptions{Probe: true, Full: opts.Vitals, Timeout: opts.AgentTimeout, Key: key, Pool: pool})
 		for _, o := range obs {
