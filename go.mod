@@ -3,7 +3,7 @@ module github.com/kpaas/kpaas
 go 1.26.8
 
 require (
-	github.com/creack/pty v1.1.9
+	github.com/creack/pty v1.1.24
 	github.com/hashicorp/go-multierror v1.1.1
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/mattn/go-isatty v0.0.24

@@ -27,6 +27,9 @@ import (
 var version = "dev"
 
 func main() {
+	if runAsInit() {
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "kpaas-agent: %v\n", err)
 		os.Exit(1)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,11 +43,15 @@ var listenRe = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
 // runAgent starts the binary with args and returns the address it listens on.
 func runAgent(t *testing.T, args ...string) (string, *exec.Cmd) {
-	cmd := exec.Command(bin, args...)
+	return runAgentCmd(t, bin, args...)
+}
+
+func runAgentCmd(t *testing.T, name string, args ...string) (string, *exec.Cmd) {
+	cmd := exec.Command(name, args...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Process.Wait() })
 	addr := make(chan string, 1)
 	var log strings.Builder
 	go func() {
@@ -118,4 +124,60 @@ func TestSettingsWithoutHostKeyAreRefused(t *testing.T) {
 	out, err := exec.Command(bin, "--root", t.TempDir(), "--settings", p).CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "settings have no env.kpaas.host_key")
+}
+
+// As PID 1 (a new PID namespace), the agent runs under its own init reaper:
+// an orphaned daemon leaves no zombie, the agent still answers, and SIGTERM
+// to PID 1 stops the agent.
+func TestAgentAsPID1ReapsOrphans(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a PID namespace needs root")
+	}
+	if out, err := exec.Command("unshare", "--fork", "--pid", "--mount-proc", "true").CombinedOutput(); err != nil {
+		t.Skipf("cannot create a PID namespace here: %v: %s", err, out)
+	}
+	host, client := act.MustKeys(t), act.MustKeys(t)
+	st := settings.Settings{AgentID: "pid1", Disks: settings.Disks{Persistent: map[string]any{}}}
+	st.Env.Kpaas = settings.KpaasEnv{HostKey: host.PEM, AuthorizedKeys: []string{client.Public}, Listen: "127.0.0.1:0"}
+	doc, _ := json.Marshal(st)
+	root := t.TempDir()
+	sp := filepath.Join(root, "settings.json")
+	require.NoError(t, os.WriteFile(sp, doc, 0o600))
+	addr, cmd := runAgentCmd(t, "unshare", "--fork", "--pid", "--mount-proc", bin, "--root", root, "--settings", sp)
+	pool := agentclient.NewPool(agentclient.Options{})
+	defer pool.Close()
+	c := pool.Client(agentclient.Target{Name: "pid1/0", Address: addr, HostKey: host.Public, Signer: client.Signer})
+	ctx := context.Background()
+
+	var out strings.Builder
+	code, err := c.Exec(ctx, "tr '\\0' ' ' < /proc/1/cmdline", nil, &out, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, 0, code)
+	assert.Contains(t, out.String(), bin, "PID 1 is kpaas-agent (the reaper)")
+
+	// A background job of a shell is orphaned to PID 1; once it exits it
+	// must be reaped (without the reaper it stays a zombie).
+	_, err = c.Exec(ctx, "sh -c 'sleep 0.2 &'", nil, io.Discard, io.Discard)
+	require.NoError(t, err)
+	out.Reset()
+	zombies := `for f in /proc/[0-9]*/stat; do read -r l < "$f" 2>/dev/null; case "$l" in *") Z "*) echo z;; esac; done | wc -l`
+	_, err = c.Exec(ctx, "sleep 0.6; "+zombies, nil, &out, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "0", strings.TrimSpace(out.String()), "no zombies under the init reaper")
+
+	// SIGTERM to the reaper (PID 1 inside, a child of unshare outside)
+	// reaches the agent, which stops, and the reaper exits with it.
+	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+	require.NoError(t, err)
+	var reaper int
+	fmt.Sscan(string(kids), &reaper)
+	require.NotZero(t, reaper)
+	require.NoError(t, syscall.Kill(reaper, syscall.SIGTERM))
+	done := make(chan error, 1)
+	go func() { _, err := cmd.Process.Wait(); done <- err }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the agent did not stop on SIGTERM")
+	}
 }

@@ -288,3 +288,9 @@ func TestRotateJobLogs(t *testing.T) {
 	a.spec = &protocol.ApplySpec{Properties: map[string]any{"logging": map[string]any{"max_log_file_size": "10M"}}}
 	assert.Equal(t, int64(10<<20), a.maxLogFileSize())
 }
+
+func TestCapabilityNumbers(t *testing.T) {
+	caps, err := capabilityNumbers([]string{"NET_BIND_SERVICE", "cap_sys_admin"})
+	require.NoError(t, err)
+	assert.Equal(t, []uintptr{10, 21}, caps)
+}

@@ -54,18 +54,26 @@ func (a *Agent) SetupPlatform(ctx context.Context) []error {
 	}
 	if dev := hintDevice(s.Disks.Ephemeral); dev != "" && !a.isMountPoint(a.layout.Data()) {
 		if fi, err := os.Stat(dev); err == nil && fi.Mode()&os.ModeDevice != 0 {
-			if typ, _ := run(ctx, "blkid", "-p", "-o", "value", "-s", "TYPE", dev); strings.TrimSpace(typ) == "" {
-				if _, err := run(ctx, "mkfs.ext4", "-q", "-F", dev); err != nil {
+			if formatted, err := hasFilesystem(ctx, dev); err != nil {
+				warns = append(warns, err)
+			} else if !formatted {
+				if _, err := runCmd(ctx, "mkfs.ext4", "-q", "-F", dev); err != nil {
 					warns = append(warns, err)
 				}
 			}
-			if _, err := run(ctx, "mount", dev, a.layout.Data()); err != nil {
+			if _, err := runCmd(ctx, "mount", dev, a.layout.Data()); err != nil {
 				warns = append(warns, err)
 			} else if err := a.layout.Ensure(); err != nil {
 				warns = append(warns, err)
 			}
 		} else {
 			warns = append(warns, fmt.Errorf("ephemeral disk %q is not a block device; using the root disk for /var/vcap/data", dev))
+		}
+	}
+	// /var/vcap/sys/run is a tmpfs, as BOSH's: pidfiles do not survive a reboot.
+	if run := a.layout.Path("/var/vcap/data/sys/run"); !a.isMountPoint(run) {
+		if _, err := runCmd(ctx, "mount", "-t", "tmpfs", "-o", "size=16m,mode=0750", "tmpfs", run); err != nil {
+			warns = append(warns, err)
 		}
 	}
 	return warns

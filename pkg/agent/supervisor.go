@@ -127,9 +127,17 @@ func (s *Supervisor) Load(jobs []JobConfig) error {
 			}
 			continue
 		}
-		mps, err := LoadMonit(filepath.Join(dir, "monit"))
-		if err != nil {
-			return protocol.Errorf(protocol.ErrInvalidRequest, "job %s: %v", j.Name, err)
+		// `monit` and any extra `*.monit` files at the job's root (bosh-formats 4.5)
+		files := []string{filepath.Join(dir, "monit")}
+		extra, _ := filepath.Glob(filepath.Join(dir, "*.monit"))
+		sort.Strings(extra)
+		var mps []MonitProcess
+		for _, f := range append(files, extra...) {
+			ps, err := LoadMonit(f)
+			if err != nil {
+				return protocol.Errorf(protocol.ErrInvalidRequest, "job %s: %v", j.Name, err)
+			}
+			mps = append(mps, ps...)
 		}
 		for i := range mps {
 			mp := mps[i]
@@ -459,9 +467,45 @@ func (p *proc) sysProcAttr(privileged bool) *syscall.SysProcAttr {
 			uid, _ := strconv.Atoi(u.Uid)
 			gid, _ := strconv.Atoi(u.Gid)
 			attr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+			if p.bpm != nil {
+				// bpm's capabilities, kept across the switch to vcap as ambient capabilities
+				caps, err := capabilityNumbers(p.bpm.Capabilities)
+				if err != nil {
+					p.sup.opts.Logger.Warn("capabilities", "job", p.job, "process", p.name, "err", err)
+				}
+				attr.AmbientCaps = caps
+			}
 		}
 	}
 	return attr
+}
+
+var capabilities = map[string]uintptr{
+	"CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6,
+	"SETUID": 7, "SETPCAP": 8, "LINUX_IMMUTABLE": 9, "NET_BIND_SERVICE": 10, "NET_BROADCAST": 11,
+	"NET_ADMIN": 12, "NET_RAW": 13, "IPC_LOCK": 14, "IPC_OWNER": 15, "SYS_MODULE": 16, "SYS_RAWIO": 17,
+	"SYS_CHROOT": 18, "SYS_PTRACE": 19, "SYS_PACCT": 20, "SYS_ADMIN": 21, "SYS_BOOT": 22, "SYS_NICE": 23,
+	"SYS_RESOURCE": 24, "SYS_TIME": 25, "SYS_TTY_CONFIG": 26, "MKNOD": 27, "LEASE": 28, "AUDIT_WRITE": 29,
+	"AUDIT_CONTROL": 30, "SETFCAP": 31, "MAC_OVERRIDE": 32, "MAC_ADMIN": 33, "SYSLOG": 34, "WAKE_ALARM": 35,
+	"BLOCK_SUSPEND": 36, "AUDIT_READ": 37, "PERFMON": 38, "BPF": 39, "CHECKPOINT_RESTORE": 40,
+}
+
+// capabilityNumbers maps bpm capability names (without CAP_) to numbers.
+func capabilityNumbers(names []string) ([]uintptr, error) {
+	var out []uintptr
+	var unknown []string
+	for _, n := range names {
+		c, ok := capabilities[strings.TrimPrefix(strings.ToUpper(n), "CAP_")]
+		if !ok {
+			unknown = append(unknown, n)
+			continue
+		}
+		out = append(out, c)
+	}
+	if len(unknown) > 0 {
+		return out, fmt.Errorf("unknown capabilities %s", strings.Join(unknown, ", "))
+	}
+	return out, nil
 }
 
 func (p *proc) runBPM(stop chan struct{}) (bool, error) {

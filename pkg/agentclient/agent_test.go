@@ -453,10 +453,15 @@ esac
 check file something with path /tmp/x
   if changed checksum then alert
 `, pidfile, filepath.Join(a.Root, "var/vcap/jobs/legacy/bin/ctl"), filepath.Join(a.Root, "var/vcap/jobs/legacy/bin/ctl"))
-	applyJobs(t, c, []job{{name: "legacy", files: map[string]act.File{"monit": {Body: monit}, "bin/ctl": {Body: ctl, Mode: 0o755}}}}, nil)
+	extraPid := filepath.Join(a.Root, "extra.pid")
+	extra := fmt.Sprintf("check process extra\n  with pidfile %[1]s\n  start program \"/bin/sh -c 'sleep 1000 >/dev/null 2>&1 & echo $! > %[1]s'\"\n", extraPid)
+	applyJobs(t, c, []job{{name: "legacy", files: map[string]act.File{"monit": {Body: monit}, "extra.monit": {Body: extra}, "bin/ctl": {Body: ctl, Mode: 0o755}}}}, nil)
 	require.NoError(t, c.Start(ctx))
 	st := waitState(t, c, protocol.JobRunning)
-	require.Len(t, st.Processes, 1)
+	require.Len(t, st.Processes, 2, "the monit file and the extra *.monit file")
+	assert.Equal(t, "extra", st.Processes[0].Name)
+	extraPID := st.Processes[0].PID
+	st.Processes = st.Processes[1:]
 	pid := st.Processes[0].PID
 	assert.True(t, pidAlive(pid))
 	// killed behind the supervisor's back: restarted
@@ -464,19 +469,20 @@ check file something with path /tmp/x
 	require.Eventually(t, func() bool {
 		st, err := c.GetState(ctx, false)
 		require.NoError(t, err)
-		return st.JobState == protocol.JobRunning && st.Processes[0].PID != pid && st.Processes[0].Restarts == 1
+		return st.JobState == protocol.JobRunning && st.Processes[1].PID != pid && st.Processes[1].Restarts == 1
 	}, 20*time.Second, 50*time.Millisecond)
 	st, _ = c.GetState(ctx, false)
-	pid = st.Processes[0].PID
+	pid = st.Processes[1].PID
 
 	// An agent killed and restarted adopts the live process instead of starting another.
 	a.Kill()
 	require.NoError(t, a.Restart())
 	st = waitState(t, c, protocol.JobRunning)
-	assert.Equal(t, pid, st.Processes[0].PID)
+	assert.Equal(t, pid, st.Processes[1].PID)
 
 	require.NoError(t, c.Stop(ctx))
 	assert.False(t, pidAlive(pid))
+	assert.False(t, pidAlive(extraPID), "a process without stop program gets SIGTERM")
 }
 
 func TestAgentRestartBringsJobsBack(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,18 +21,24 @@ import (
 
 // ClientKeyVariable is the shared variable (deployment "") holding kpaas's
 // SSH client key, the key every agent accepts (env.kpaas.authorized_keys).
-// It lives in the state store, encrypted at rest, so every operator of a
-// store (SQLite or PostgreSQL) logs in with the same key.
-const ClientKeyVariable = "/kpaas/agent_client_key"
+// The deploy engine creates it (pkg/engine: engine.ClientKeyVariable, the
+// same name); it lives in the state store, encrypted at rest, so every
+// operator of a store (SQLite or PostgreSQL) logs in with the same key.
+const ClientKeyVariable = "kpaas_agent_client_key"
 
-// ErrNoClientKey means the store has no client key yet: nothing was ever deployed with it.
-var ErrNoClientKey = errors.New("the state has no kpaas client key yet (it is created by the first deploy)")
+// AgentKeyEnv names a private key file kpaas logs in to agents with when the
+// state store holds no client key (agents set up by something else).
+const AgentKeyEnv = "KPAAS_AGENT_KEY"
 
-// ClientKey loads kpaas's SSH client key from the store.
+// ErrNoClientKey means neither the store nor $KPAAS_AGENT_KEY gives a client key.
+var ErrNoClientKey = errors.New("the state has no kpaas client key yet (the first deploy creates it; or set " + AgentKeyEnv + " to a private key file the agents accept)")
+
+// ClientKey loads kpaas's SSH client key from the store, else from the file
+// $KPAAS_AGENT_KEY names.
 func ClientKey(ctx context.Context, r state.Reader) (agentclient.Key, error) {
 	v, err := r.Variable(ctx, "", ClientKeyVariable)
 	if errors.Is(err, state.ErrNotFound) {
-		return agentclient.Key{}, ErrNoClientKey
+		return envClientKey()
 	}
 	if err != nil {
 		return agentclient.Key{}, fmt.Errorf("loading the kpaas client key: %w", err)
@@ -43,17 +50,33 @@ func ClientKey(ctx context.Context, r state.Reader) (agentclient.Key, error) {
 	return k, nil
 }
 
+func envClientKey() (agentclient.Key, error) {
+	path := os.Getenv(AgentKeyEnv)
+	if path == "" {
+		return agentclient.Key{}, ErrNoClientKey
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return agentclient.Key{}, fmt.Errorf("reading the agent client key %s=%s: %w", AgentKeyEnv, path, err)
+	}
+	k, err := agentclient.ParseKey(string(b))
+	if err != nil {
+		return agentclient.Key{}, fmt.Errorf("%s=%s: %w", AgentKeyEnv, path, err)
+	}
+	return k, nil
+}
+
 // EnsureClientKey loads kpaas's client key, generating and storing one the
 // first time (in one transaction, so two kpaas processes agree on it).
 func EnsureClientKey(ctx context.Context, s state.Store) (agentclient.Key, error) {
 	var key agentclient.Key
 	err := s.Update(ctx, func(tx state.Tx) error {
-		k, err := ClientKey(ctx, tx)
+		v, err := tx.Variable(ctx, "", ClientKeyVariable)
 		if err == nil {
-			key = k
-			return nil
+			key, err = agentclient.ParseKey(v.Value)
+			return err
 		}
-		if !errors.Is(err, ErrNoClientKey) {
+		if !errors.Is(err, state.ErrNotFound) {
 			return err
 		}
 		if key, err = agentclient.GenerateKey(); err != nil {

@@ -31,8 +31,8 @@ type Targets interface {
 	Targets(ctx context.Context, deployment string) ([]agentclient.Target, error)
 }
 
-// ErrNotWired is returned when no Targets resolver was given to the command.
-var ErrNotWired = errors.New("finding a deployment's instances needs the state store, which this kpaas build does not provide to this command yet")
+// ErrNotWired is returned by a lookup that has no source of instances.
+var ErrNotWired = errors.New("finding a deployment's instances needs the state store")
 
 // Options of `kpaas ssh`.
 type Options struct {
@@ -48,7 +48,7 @@ type Options struct {
 
 // NewCmdSSH builds `kpaas ssh`. runF replaces the run function in tests.
 func NewCmdSSH(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, Targets: func() (Targets, error) { return f.StateTargets(), nil }}
+	opts := &Options{IO: f.IO, Targets: DefaultTargets(f)}
 	cmd := &cobra.Command{
 		Use:   "ssh [GROUP[/ID]] [-c COMMAND]",
 		Short: "Open a shell on an instance's VM, or run a command on many",

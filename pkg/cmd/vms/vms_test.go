@@ -219,6 +219,7 @@ func TestVMsSilentAgentTimesOut(t *testing.T) {
 }
 
 func TestVMsWithoutClientKey(t *testing.T) {
+	t.Setenv(cmdutil.AgentKeyEnv, "")
 	dir := t.TempDir()
 	s := cmdutiltest.Open(t, dir, nil)
 	cmdutiltest.Seed(t, s, "cf", "name: cf\n", []cmdutiltest.Instance{{Group: "api", UUID: "a0", VMCID: "vm-a0", IP: "127.0.0.1:1"}})
@@ -226,5 +227,5 @@ func TestVMsWithoutClientKey(t *testing.T) {
 	require.NoError(t, vmsRun(context.Background(), &Options{IO: ios, Now: time.Now, Deployment: "cf", AgentTimeout: time.Second,
 		State: func(ctx context.Context) (state.Store, error) { return state.Open(ctx, dir, state.Options{}) }}))
 	assert.Equal(t, "api/a0\tunresponsive agent\t-\t127.0.0.1:1\tvm-a0\t-\n", out.String())
-	assert.Equal(t, "cf/api/a0: the state has no kpaas client key yet (it is created by the first deploy)\n", errOut.String())
+	assert.Equal(t, "cf/api/a0: "+cmdutil.ErrNoClientKey.Error()+"\n", errOut.String())
 }
