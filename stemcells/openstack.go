@@ -58,6 +58,31 @@ DHCP=ipv4
 // starting kpaas-agent, DHCP on every NIC. It needs root, debootstrap,
 // extlinux, syslinux-common (mbr.bin) and qemu-utils (qemu-img) on the host.
 func OpenStack(ctx context.Context, o OpenStackOptions) (*Manifest, error) {
+	return bootable(ctx, o, bootTarget{
+		iaas: "openstack", hypervisor: "kvm", format: "openstack-qcow2",
+		packages: OpenStackPackages, agentConfig: OpenStackAgentConfig, cmdline: KernelCmdline,
+		props: map[string]any{"disk_format": "qcow2", "container_format": "bare", "auto_disk_config": true},
+		image: func(ctx context.Context, raw, dir string) ([]string, error) {
+			out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "compat=0.10", raw, filepath.Join(dir, "root.img")).CombinedOutput()
+			if err != nil {
+				return nil, fmt.Errorf("qemu-img convert: %v: %s", err, out)
+			}
+			return []string{"root.img"}, nil
+		},
+	})
+}
+
+// bootTarget is what differs between the bootable stemcells of each IaaS.
+type bootTarget struct {
+	iaas, hypervisor, format string
+	packages                 []string
+	agentConfig, cmdline     string
+	props                    map[string]any
+	// image turns the raw disk into the files of the image tarball, in dir.
+	image func(ctx context.Context, raw, dir string) ([]string, error)
+}
+
+func bootable(ctx context.Context, o OpenStackOptions, t bootTarget) (*Manifest, error) {
 	o.defaults()
 	if o.Suite == "" {
 		o.Suite = "bookworm"
@@ -66,7 +91,7 @@ func OpenStack(ctx context.Context, o OpenStackOptions) (*Manifest, error) {
 		o.Mirror = "http://deb.debian.org/debian"
 	}
 	if o.Include == nil {
-		o.Include = append(append([]string{}, DefaultDebianPackages...), OpenStackPackages...)
+		o.Include = append(append([]string{}, DefaultDebianPackages...), t.packages...)
 	}
 	if o.DiskMiB == 0 {
 		o.DiskMiB = 3072
@@ -82,7 +107,7 @@ func OpenStack(ctx context.Context, o OpenStackOptions) (*Manifest, error) {
 		missing = append(missing, "syslinux-common")
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("building a qcow2 stemcell needs: apt-get install -y %s", strings.Join(missing, " "))
+		return nil, fmt.Errorf("building a %s stemcell needs: apt-get install -y %s", t.format, strings.Join(missing, " "))
 	}
 	if o.AgentBinary == "" {
 		return nil, fmt.Errorf("no agent binary given: build cmd/kpaas-agent (CGO_ENABLED=0 go build -o kpaas-agent ./cmd/kpaas-agent) and pass it with --agent")
@@ -91,7 +116,7 @@ func OpenStack(ctx context.Context, o OpenStackOptions) (*Manifest, error) {
 		return nil, fmt.Errorf("agent binary: %w (build it with CGO_ENABLED=0)", err)
 	}
 	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("building a qcow2 stemcell needs root (debootstrap, loop mounts): run it with sudo")
+		return nil, fmt.Errorf("building a %s stemcell needs root (debootstrap, loop mounts): run it with sudo", t.format)
 	}
 	work, cleanup, err := workDir(o.WorkDir)
 	if err != nil {
@@ -110,9 +135,8 @@ func OpenStack(ctx context.Context, o OpenStackOptions) (*Manifest, error) {
 		"etc/fstab":                                 "LABEL=root / ext4 defaults,errors=remount-ro 0 1\n",
 		"etc/systemd/system/kpaas-agent.service":    agentUnit,
 		"etc/systemd/network/50-kpaas-dhcp.network": dhcpNetwork,
-		"var/vcap/bosh/agent.json":                  OpenStackAgentConfig,
+		"var/vcap/bosh/agent.json":                  t.agentConfig,
 		"etc/hostname":                              "localhost\n",
-		"etc/systemd/system-preset/90-kpaas.preset": "enable kpaas-agent.service\nenable systemd-networkd.service\n",
 	}
 	for p, c := range files {
 		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755); err != nil {
@@ -134,7 +158,7 @@ func OpenStack(ctx context.Context, o OpenStackOptions) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	conf := fmt.Sprintf("DEFAULT linux\nTIMEOUT 0\nPROMPT 0\nLABEL linux\n  LINUX %s\n  INITRD %s\n  APPEND %s\n", kernel, initrd, KernelCmdline)
+	conf := fmt.Sprintf("DEFAULT linux\nTIMEOUT 0\nPROMPT 0\nLABEL linux\n  LINUX %s\n  INITRD %s\n  APPEND %s\n", kernel, initrd, t.cmdline)
 	if err := os.MkdirAll(filepath.Join(root, "boot/extlinux"), 0o755); err != nil {
 		return nil, err
 	}
@@ -155,24 +179,25 @@ func OpenStack(ctx context.Context, o OpenStackOptions) (*Manifest, error) {
 	if err := os.MkdirAll(imgDir, 0o755); err != nil {
 		return nil, err
 	}
-	o.step("Converting to qcow2 (compat 0.10)")
-	if out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "compat=0.10", raw, filepath.Join(imgDir, "root.img")).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("qemu-img convert: %v: %s", err, out)
+	o.step("Converting the disk to the %s image", t.format)
+	members, err := t.image(ctx, raw, imgDir)
+	if err != nil {
+		return nil, err
 	}
 	_ = os.Remove(raw)
-	name := "bosh-openstack-kvm-debian-" + o.Suite + "-go_agent"
-	mf := Manifest{
-		Name: name, Version: o.Version, OperatingSystem: "debian-" + o.Suite, APIVersion: 2,
-		StemcellFormats: []string{"openstack-qcow2"},
-		CloudProperties: map[string]any{
-			"name": name, "version": o.Version, "infrastructure": "openstack", "hypervisor": "kvm",
-			"disk": o.DiskMiB, "disk_format": "qcow2", "container_format": "bare", "os_type": "linux",
-			"os_distro": "debian", "architecture": "x86_64", "auto_disk_config": true,
-		},
+	name := fmt.Sprintf("bosh-%s-%s-debian-%s-go_agent", t.iaas, t.hypervisor, o.Suite)
+	props := map[string]any{
+		"name": name, "version": o.Version, "infrastructure": t.iaas, "hypervisor": t.hypervisor,
+		"disk": o.DiskMiB, "os_type": "linux", "os_distro": "debian", "architecture": "x86_64",
 	}
+	for k, v := range t.props {
+		props[k] = v
+	}
+	mf := Manifest{Name: name, Version: o.Version, OperatingSystem: "debian-" + o.Suite, APIVersion: 2,
+		StemcellFormats: []string{t.format}, CloudProperties: props}
 	image := filepath.Join(work, "image")
-	o.step("Packing root.img into the image")
-	if out, err := exec.CommandContext(ctx, "tar", "-C", imgDir, "-czf", image, "root.img").CombinedOutput(); err != nil {
+	o.step("Packing %s into the image", strings.Join(members, ", "))
+	if out, err := exec.CommandContext(ctx, "tar", append([]string{"-C", imgDir, "-czf", image}, members...)...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("packing image: %v: %s", err, out)
 	}
 	o.step("Writing stemcell %s", o.Out)

@@ -7,6 +7,7 @@ import (
 	cpicmd "github.com/kpaas/kpaas/pkg/cmd/cpi"
 	"github.com/kpaas/kpaas/pkg/cmd/createrelease"
 	"github.com/kpaas/kpaas/pkg/cmd/createstemcell"
+	"github.com/kpaas/kpaas/pkg/cmd/deploy"
 	"github.com/kpaas/kpaas/pkg/cmd/deployments"
 	"github.com/kpaas/kpaas/pkg/cmd/disks"
 	"github.com/kpaas/kpaas/pkg/cmd/errands"
@@ -24,6 +25,7 @@ import (
 	"github.com/kpaas/kpaas/pkg/cmd/stemcells"
 	"github.com/kpaas/kpaas/pkg/cmd/unlock"
 	"github.com/kpaas/kpaas/pkg/cmd/updateconfig"
+	"github.com/kpaas/kpaas/pkg/cmd/upload"
 	"github.com/kpaas/kpaas/pkg/cmd/variables"
 	"github.com/kpaas/kpaas/pkg/cmd/version"
 	"github.com/kpaas/kpaas/pkg/cmd/vms"
@@ -68,6 +70,13 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 	root.AddCommand(version.NewCmdVersion(f, nil))
 	// Register new commands here, one line each, in alphabetical order.
 	root.AddCommand(showconfig.NewCmdCloudConfig(f, nil))
+	root.AddCommand(deploy.NewCmdDeleteDeployment(f, nil))
+	root.AddCommand(upload.NewCmdDeleteRelease(f, nil))
+	root.AddCommand(upload.NewCmdDeleteStemcell(f, nil))
+	root.AddCommand(deploy.NewCmdDeploy(f, nil))
+	root.AddCommand(deploy.NewCmdPlan(f, nil))
+	root.AddCommand(upload.NewCmdUploadRelease(f, nil))
+	root.AddCommand(upload.NewCmdUploadStemcell(f, nil))
 	root.AddCommand(configs.NewCmdConfigs(f, nil))
 	root.AddCommand(showconfig.NewCmdCPIConfig(f, nil))
 	root.AddCommand(events.NewCmdEvents(f, nil))

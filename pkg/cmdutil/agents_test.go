@@ -14,6 +14,8 @@ import (
 	"github.com/kpaas/kpaas/pkg/agentclient"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
 	"github.com/kpaas/kpaas/pkg/cmdutil/cmdutiltest"
+	"github.com/kpaas/kpaas/pkg/engine"
+	"github.com/kpaas/kpaas/pkg/plan"
 	"github.com/kpaas/kpaas/pkg/state"
 )
 
@@ -122,4 +124,28 @@ func TestStateTargetsSaysWhenNothingCanBeReached(t *testing.T) {
 	_, err = st.Targets(ctx, "nope")
 	assert.ErrorIs(t, err, state.ErrNotFound)
 	assert.ErrorContains(t, err, "deployment nope not found in "+s.Location())
+}
+
+// The deploy engine writes the client key and the instance specs; the
+// read-side commands must find both where and as the engine leaves them.
+func TestReadsWhatTheEngineWrites(t *testing.T) {
+	ctx := context.Background()
+	s := cmdutiltest.Open(t, t.TempDir(), nil)
+	t.Setenv(cmdutil.AgentKeyEnv, "")
+	made, err := engine.ClientKey(ctx, s)
+	require.NoError(t, err)
+	got, err := cmdutil.ClientKey(ctx, s)
+	require.NoError(t, err)
+	assert.Equal(t, made.Public, got.Public)
+	assert.Equal(t, engine.ClientKeyVariable, cmdutil.ClientKeyVariable)
+
+	spec := plan.Spec{VMType: "small", Networks: map[string]plan.NetSpec{
+		"private": {Type: "manual", IP: "10.0.1.9"},
+		"public":  {Type: "manual", IP: "10.0.0.9", Default: []string{"dns", "gateway"}},
+	}}
+	b, err := json.Marshal(spec)
+	require.NoError(t, err)
+	parsed := cmdutil.ParseInstanceSpec(b)
+	assert.Equal(t, "small", parsed.VMType)
+	assert.Equal(t, "10.0.0.9", parsed.DefaultIP())
 }

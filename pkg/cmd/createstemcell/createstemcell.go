@@ -55,11 +55,13 @@ an image, here a tar.gz of the root filesystem) with kpaas-agent at
                  disk (MBR, ext4 labelled root, extlinux, systemd starting kpaas-agent, DHCP),
                  with agent.json reading the config drive, then the metadata service. Needs
                  extlinux, syslinux-common and qemu-utils besides debootstrap.
-
-OVA (vSphere) is not built yet.`,
+  --format ova   (with --os debian) vSphere's format: image.ovf, a streamOptimized
+                 image-disk1.vmdk of the same boot disk (generic kernel, open-vm-tools)
+                 and image.mf; agent.json reads guestinfo.`,
 		Example: `  kpaas create-stemcell --os busybox --agent bin/kpaas-agent -o tiny.tgz
   sudo kpaas create-stemcell --os debian --agent bin/kpaas-agent -o bookworm.tgz
   sudo kpaas create-stemcell --os debian --format qcow2 --agent bin/kpaas-agent -o openstack.tgz
+  sudo kpaas create-stemcell --os debian --format ova --agent bin/kpaas-agent -o vsphere.tgz
   kpaas create-stemcell --os busybox --agent bin/kpaas-agent --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -71,12 +73,10 @@ OVA (vSphere) is not built yet.`,
 			}
 			switch opts.Format {
 			case "local":
-			case "qcow2":
+			case "qcow2", "ova":
 				if opts.OS != "debian" {
-					return cmdutil.FlagErrorf("--format qcow2 needs --os debian (the tiny stemcell does not boot a kernel)")
+					return cmdutil.FlagErrorf("--format %s needs --os debian (the tiny stemcell does not boot a kernel)", opts.Format)
 				}
-			case "ova":
-				return fmt.Errorf("--format ova is not built yet: the local cloud's format (local) and OpenStack's (qcow2) are; OVA comes with the vSphere CPI")
 			default:
 				return cmdutil.FlagErrorf("--format must be local, qcow2 or ova, not %q", opts.Format)
 			}
@@ -100,8 +100,8 @@ OVA (vSphere) is not built yet.`,
 	fl.StringVar(&opts.Busybox, "busybox", "/bin/busybox", "Static busybox `file` (with --os busybox)")
 	fl.StringVarP(&opts.Out, "output", "o", "", "Stemcell tarball to write (default: <name>-<version>.tgz)")
 	fl.StringVar(&opts.Version, "version", "", "Stemcell version (default: the UTC date and time)")
-	fl.StringVar(&opts.Format, "format", "local", "Image format: local (tar.gz rootfs, the local cloud) or qcow2 (OpenStack, QEMU: bootable disk); ova is not built yet")
-	fl.IntVar(&opts.DiskMiB, "disk-size", 3072, "Root disk size in MiB (with --format qcow2)")
+	fl.StringVar(&opts.Format, "format", "local", "Image format: local (tar.gz rootfs, the local cloud), qcow2 (OpenStack, QEMU) or ova (vSphere: OVF + streamOptimized vmdk)")
+	fl.IntVar(&opts.DiskMiB, "disk-size", 3072, "Root disk size in MiB (with --format qcow2 or ova)")
 	fl.StringVar(&opts.WorkDir, "work-dir", "", "Keep the build's rootfs in `dir` (default: a temp dir, removed)")
 	return cmd
 }
@@ -145,6 +145,8 @@ func createStemcellRun(ctx context.Context, opts *Options) error {
 		mf, err = stemcells.Tiny(ctx, stemcells.TinyOptions{BuildOptions: bo, Busybox: opts.Busybox})
 	case opts.Format == "qcow2":
 		mf, err = stemcells.OpenStack(ctx, stemcells.OpenStackOptions{DebianOptions: stemcells.DebianOptions{BuildOptions: bo, Suite: opts.Suite, Mirror: opts.Mirror}, DiskMiB: opts.DiskMiB})
+	case opts.Format == "ova":
+		mf, err = stemcells.VSphere(ctx, stemcells.OpenStackOptions{DebianOptions: stemcells.DebianOptions{BuildOptions: bo, Suite: opts.Suite, Mirror: opts.Mirror}, DiskMiB: opts.DiskMiB})
 	default:
 		mf, err = stemcells.Debian(ctx, stemcells.DebianOptions{BuildOptions: bo, Suite: opts.Suite, Mirror: opts.Mirror})
 	}
