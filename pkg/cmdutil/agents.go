@@ -238,11 +238,14 @@ type AgentState struct {
 	Err   error
 }
 
+// maxProbes bounds the agents asked at once (connections and goroutines).
+const maxProbes = 128
+
 // ProbeAgents asks every target's agent for get_state in parallel (at most
-// 32 at once), each within timeout; the result is in the targets' order.
+// maxProbes at once), each within timeout; the result is in the targets' order.
 func ProbeAgents(ctx context.Context, pool *agentclient.Pool, targets []agentclient.Target, full bool, timeout time.Duration) []AgentState {
 	out := make([]AgentState, len(targets))
-	sem := make(chan struct{}, 32)
+	sem := make(chan struct{}, maxProbes)
 	var wg sync.WaitGroup
 	for i, t := range targets {
 		wg.Add(1)

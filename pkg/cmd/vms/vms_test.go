@@ -229,3 +229,55 @@ func TestVMsWithoutClientKey(t *testing.T) {
 	assert.Equal(t, "api/a0\tunresponsive agent\t-\t127.0.0.1:1\tvm-a0\t-\n", out.String())
 	assert.Equal(t, "cf/api/a0: "+cmdutil.ErrNoClientKey.Error()+"\n", errOut.String())
 }
+
+// All agents are asked at once: four silent agents each see their
+// connection while none has answered yet (asked one after the other, the
+// second would wait for the first's 60 s timeout).
+func TestVMsAsksAllAgentsAtOnce(t *testing.T) {
+	const n = 4
+	accepted := make(chan net.Conn, n)
+	var insts []cmdutiltest.Instance
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- c
+			}
+		}()
+		insts = append(insts, cmdutiltest.Instance{Group: "api", Index: i, UUID: fmt.Sprintf("a%d", i), VMCID: fmt.Sprintf("vm-a%d", i), IP: l.Addr().String(), HostKey: hostKeyForTests})
+	}
+	dir := t.TempDir()
+	s := cmdutiltest.Open(t, dir, nil)
+	cmdutiltest.Seed(t, s, "cf", "name: cf\n", insts)
+	_, err := cmdutil.EnsureClientKey(context.Background(), s)
+	require.NoError(t, err)
+
+	ios, _, out, _ := ui.Test()
+	done := make(chan error, 1)
+	go func() {
+		done <- vmsRun(context.Background(), &Options{IO: ios, Now: time.Now, Deployment: "cf", AgentTimeout: time.Minute,
+			State: func(ctx context.Context) (state.Store, error) { return state.Open(ctx, dir, state.Options{}) }})
+	}()
+	var conns []net.Conn
+	for len(conns) < n {
+		select {
+		case c := <-accepted:
+			conns = append(conns, c)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("only %d of %d agents were asked while the first had not answered", len(conns), n)
+		}
+	}
+	for _, c := range conns {
+		c.Close() // each agent now fails at once
+	}
+	require.NoError(t, <-done)
+	assert.Equal(t, n, strings.Count(out.String(), "unresponsive agent"), out.String())
+}
+
+const hostKeyForTests = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
