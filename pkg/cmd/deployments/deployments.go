@@ -32,7 +32,7 @@ func NewCmdDeployments(f *cmdutil.Factory, runF func(*Options) error) *cobra.Com
 		Aliases: []string{"ds"},
 		Short:   "List deployments with their releases, stemcells and instances",
 		Long: `List the deployments recorded in the state: the releases and stemcells of each
-one's last successful manifest, how many instances it has, and when it was last
+one's last successful manifest ("latest" shown as the version it means now), how many instances it has, and when it was last
 deployed ("-" if it never deployed successfully).`,
 		Example: "  kpaas deployments\n  kpaas deployments --json | jq -r '.[].name'",
 		Args:    cobra.NoArgs,
@@ -68,6 +68,31 @@ func deploymentsRun(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return fmt.Errorf("listing deployments: %w", err)
 	}
+	// "latest" in a manifest means the highest uploaded version: show that.
+	rels, err := s.Releases(ctx)
+	if err != nil {
+		return fmt.Errorf("listing releases: %w", err)
+	}
+	scs, err := s.Stemcells(ctx)
+	if err != nil {
+		return fmt.Errorf("listing stemcells: %w", err)
+	}
+	relVersions, scVersions := map[string][]string{}, map[string][]string{}
+	for _, r := range rels {
+		relVersions[r.Name] = append(relVersions[r.Name], r.Version)
+	}
+	for _, sc := range scs {
+		scVersions[sc.OS] = append(scVersions[sc.OS], sc.Version)
+		if sc.Name != sc.OS {
+			scVersions[sc.Name] = append(scVersions[sc.Name], sc.Version)
+		}
+	}
+	resolve := func(want string, have []string) string {
+		if v, ok := cmdutil.ResolveVersion(want, have); ok {
+			return v
+		}
+		return want
+	}
 	views := make([]deploymentView, 0, len(deps))
 	for _, d := range deps {
 		ds, err := s.LoadDeployment(ctx, d.Name)
@@ -77,14 +102,14 @@ func deploymentsRun(ctx context.Context, opts *Options) error {
 		sum := cmdutil.SummarizeManifest(d.Manifest)
 		v := deploymentView{Name: d.Name, Releases: []string{}, Stemcells: []string{}, Instances: len(ds.Instances), Serial: d.Serial}
 		for _, r := range sum.Releases {
-			v.Releases = append(v.Releases, r.Name+"/"+r.Version)
+			v.Releases = append(v.Releases, r.Name+"/"+resolve(r.Version, relVersions[r.Name]))
 		}
 		for _, sc := range sum.Stemcells {
 			name := sc.OS
 			if name == "" {
 				name = sc.Name
 			}
-			v.Stemcells = append(v.Stemcells, name+"/"+sc.Version)
+			v.Stemcells = append(v.Stemcells, name+"/"+resolve(sc.Version, scVersions[name]))
 		}
 		if !d.LastDeployedAt.IsZero() {
 			at := d.LastDeployedAt.UTC()

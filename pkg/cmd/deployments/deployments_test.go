@@ -57,7 +57,7 @@ releases:
 - name: capi
   version: "1.2"
 - name: routing
-  version: "0.3"
+  version: latest
 stemcells:
 - alias: default
   os: ubuntu-jammy
@@ -68,6 +68,12 @@ instance_groups: []
 func TestDeploymentsRun(t *testing.T) {
 	dir := t.TempDir()
 	s := cmdutiltest.Open(t, dir, func() time.Time { return t0 })
+	// routing is asked for as "latest", which is 0.3 of the uploaded ones;
+	// ubuntu-jammy stays at the pinned 1.0 although 2.0 is uploaded.
+	for _, v := range []string{"0.2", "0.3"} {
+		require.NoError(t, s.SaveRelease(context.Background(), state.Release{Name: "routing", Version: v}))
+	}
+	require.NoError(t, s.SaveStemcell(context.Background(), state.Stemcell{Name: "kpaas-ubuntu-jammy", OS: "ubuntu-jammy", Version: "2.0"}))
 	cmdutiltest.Seed(t, s, "cf", cfManifest, []cmdutiltest.Instance{{Group: "api", UUID: "u1"}, {Group: "router", UUID: "u2"}})
 	cmdutiltest.Seed(t, s, "empty", "", nil)
 	// The serial is the store's own counter: read it back rather than guess it.
