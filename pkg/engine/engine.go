@@ -446,8 +446,15 @@ func (r *run) deleteInstance(ctx context.Context, stage, name string, inst *plan
 			return err
 		}
 	}
+	var specs []*plan.Spec
 	if inst.Existing != nil && inst.Existing.Spec != nil {
-		for net, ns := range inst.Existing.Spec.Networks {
+		specs = append(specs, inst.Existing.Spec)
+	}
+	if inst.Desired != nil {
+		specs = append(specs, inst.Desired)
+	}
+	for _, spec := range specs {
+		for net, ns := range spec.Networks {
 			if ns.IP != "" && ns.Type != manifest.NetworkDynamic {
 				if err := r.e.State.ReleaseIP(ctx, net, ns.IP); err != nil && !errors.Is(err, state.ErrNotFound) && !force {
 					return err
