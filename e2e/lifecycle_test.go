@@ -109,7 +109,20 @@ func TestReadSideOnTheLocalCloud(t *testing.T) {
 	r = e.must("logs", "-d", "hello", "web/1", "--job", "hello", "--num", "1")
 	assert.Regexp(t, `^web/[0-9a-f-]+: hello/`, r.stdout)
 
-	// A VM whose agent stops answering shows as unresponsive; the other still answers.
+	// After kpaas stop, the instance says so, by the agent and by the state.
+	e.must("stop", "-d", "hello", "web/0", "-n")
+	var stopped []struct {
+		Instance     string `json:"instance"`
+		ProcessState string `json:"process_state"`
+		DesiredState string `json:"desired_state"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(e.must("instances", "-d", "hello", "--failing", "--json").stdout), &stopped))
+	require.Len(t, stopped, 1)
+	assert.Equal(t, vms[0].Instance, stopped[0].Instance)
+	assert.Equal(t, "stopped", stopped[0].ProcessState)
+	assert.Equal(t, "stopped", stopped[0].DesiredState)
+
+	// A VM whose agent stops answering shows as unresponsive; the other (stopped) still answers.
 	l, err := local.New(local.Config{Dir: filepath.Join(e.state, "local")}, nil)
 	require.NoError(t, err)
 	infos, err := l.VMs()
@@ -125,7 +138,7 @@ func TestReadSideOnTheLocalCloud(t *testing.T) {
 	defer thaw()
 	r = e.must("vms", "-d", "hello", "--agent-timeout", "2s")
 	assert.Contains(t, r.stdout, "\tunresponsive agent\t", r.stdout+r.stderr)
-	assert.Contains(t, r.stdout, "\trunning\t")
+	assert.Contains(t, r.stdout, vms[0].Instance+"\tstopped\t")
 	assert.Contains(t, r.stderr, vms[1].Instance)
 	thaw()
 }
