@@ -17,6 +17,7 @@ import (
 
 	"github.com/kpaas/kpaas/pkg/agent/protocol"
 	"github.com/kpaas/kpaas/pkg/agentclient"
+	"github.com/kpaas/kpaas/pkg/cmd/vms"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
 	"github.com/kpaas/kpaas/pkg/state"
 	"github.com/kpaas/kpaas/pkg/ui"
@@ -29,17 +30,19 @@ const DefaultAgentTimeout = 5 * time.Second
 type Options struct {
 	IO           *ui.IOStreams
 	State        func(ctx context.Context) (state.Store, error)
+	Now          func() time.Time
 	Deployment   string
 	Ps           bool
 	Details      bool
 	Failing      bool
+	Vitals       bool
 	AgentTimeout time.Duration
 	JSON         bool
 }
 
 // NewCmdInstances builds `kpaas instances`. runF replaces the run function in tests.
 func NewCmdInstances(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, State: f.OpenState}
+	opts := &Options{IO: f.IO, State: f.OpenState, Now: f.Now}
 	cmd := &cobra.Command{
 		Use:     "instances [--ps] [--details] [--failing]",
 		Aliases: []string{"is"},
@@ -51,9 +54,10 @@ and IPs. All agents are asked at once.
 
 --ps adds a row per process (job/process and its state); --details adds the
 desired state, VM CID, VM type, persistent disk CIDs, agent ID, index,
-bootstrap and ignore flags; --failing shows only instances (and with --ps,
+bootstrap and ignore flags; --vitals adds each VM's age, uptime, load, CPU,
+memory, swap and disk use; --failing shows only instances (and with --ps,
 processes) that are not running. --json always carries details and processes.`,
-		Example: "  kpaas instances -d cf\n  kpaas instances -d cf --ps --failing\n  kpaas instances --details --json",
+		Example: "  kpaas instances -d cf\n  kpaas instances -d cf --ps --failing\n  kpaas instances -d cf --vitals\n  kpaas instances --details --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Deployment, opts.JSON = f.Globals.Deployment, f.Globals.JSON
@@ -70,28 +74,31 @@ processes) that are not running. --json always carries details and processes.`,
 	fl.BoolVarP(&opts.Ps, "ps", "p", false, "Show each instance's processes")
 	fl.BoolVarP(&opts.Details, "details", "i", false, "Show desired state, VM, disks, agent ID, index, bootstrap and ignore")
 	fl.BoolVarP(&opts.Failing, "failing", "f", false, "Show only instances (and processes) that are not running")
+	fl.BoolVar(&opts.Vitals, "vitals", false, "Show each VM's load, CPU, memory, swap and disk use")
 	fl.DurationVar(&opts.AgentTimeout, "agent-timeout", DefaultAgentTimeout, "How long to wait for each agent's answer")
 	return cmd
 }
 
 type instanceView struct {
-	Deployment   string        `json:"deployment"`
-	Instance     string        `json:"instance"`
-	Group        string        `json:"group"`
-	Index        int           `json:"index"`
-	ID           string        `json:"id"`
-	ProcessState string        `json:"process_state"`
-	AZ           string        `json:"az"`
-	IPs          []string      `json:"ips"`
-	DesiredState string        `json:"desired_state"`
-	VMCID        string        `json:"vm_cid"`
-	VMType       string        `json:"vm_type"`
-	DiskCIDs     []string      `json:"disk_cids"`
-	AgentID      string        `json:"agent_id"`
-	Bootstrap    bool          `json:"bootstrap"`
-	Ignore       bool          `json:"ignore"`
-	AgentError   string        `json:"agent_error,omitempty"`
-	Processes    []processView `json:"processes"`
+	Deployment   string          `json:"deployment"`
+	Instance     string          `json:"instance"`
+	Group        string          `json:"group"`
+	Index        int             `json:"index"`
+	ID           string          `json:"id"`
+	ProcessState string          `json:"process_state"`
+	AZ           string          `json:"az"`
+	IPs          []string        `json:"ips"`
+	DesiredState string          `json:"desired_state"`
+	VMCID        string          `json:"vm_cid"`
+	VMType       string          `json:"vm_type"`
+	DiskCIDs     []string        `json:"disk_cids"`
+	AgentID      string          `json:"agent_id"`
+	Bootstrap    bool            `json:"bootstrap"`
+	Ignore       bool            `json:"ignore"`
+	AgentError   string          `json:"agent_error,omitempty"`
+	Processes    []processView   `json:"processes"`
+	VMCreatedAt  *time.Time      `json:"vm_created_at"`
+	Vitals       *vms.VitalsView `json:"vitals,omitempty"`
 }
 
 type processView struct {
@@ -148,12 +155,17 @@ func instancesRun(ctx context.Context, opts *Options) error {
 		if err != nil {
 			return err
 		}
-		for _, o := range cmdutil.ObserveDeployment(ctx, ds, cmdutil.ObserveOptions{Probe: true, Timeout: opts.AgentTimeout, Key: key, Pool: pool}) {
+		for _, o := range cmdutil.ObserveDeployment(ctx, ds, cmdutil.ObserveOptions{Probe: true, Full: opts.Vitals, Timeout: opts.AgentTimeout, Key: key, Pool: pool}) {
 			v := instanceView{Deployment: name, Instance: o.Instance.ID(), Group: o.Instance.Group, Index: o.Instance.Index, ID: o.Instance.UUID,
 				ProcessState: o.ProcessState(), AZ: o.Instance.AZ, IPs: o.IPs(), DesiredState: string(o.Instance.DesiredState),
 				VMType: o.Spec.VMType, DiskCIDs: []string{}, Bootstrap: o.Instance.Bootstrap, Ignore: o.Instance.Ignore, Processes: []processView{}}
 			if o.VM != nil {
 				v.VMCID, v.AgentID = o.VM.CID, o.VM.AgentID
+				at := o.VM.CreatedAt.UTC()
+				v.VMCreatedAt = &at
+			}
+			if opts.Vitals && o.State != nil {
+				v.Vitals = vms.NewVitals(o.State.Vitals)
 			}
 			for _, d := range o.Disks {
 				v.DiskCIDs = append(v.DiskCIDs, d.CID)
@@ -211,6 +223,10 @@ func render(opts *Options, views []instanceView) error {
 	if opts.Details {
 		headers = append(headers, "state", "vm cid", "vm type", "disk cids", "agent id", "index", "bootstrap", "ignore")
 	}
+	if opts.Vitals {
+		headers = append(append(headers, "vm created at"), vms.VitalsHeaders...)
+	}
+	now := opts.Now()
 	if all {
 		headers = append([]string{"deployment"}, headers...)
 	}
@@ -224,6 +240,13 @@ func render(opts *Options, views []instanceView) error {
 		if opts.Details {
 			row = append(row, v.DesiredState, dash(v.VMCID), dash(v.VMType), dash(strings.Join(v.DiskCIDs, ", ")), dash(v.AgentID),
 				strconv.Itoa(v.Index), yesNo(v.Bootstrap), yesNo(v.Ignore))
+		}
+		if opts.Vitals {
+			var at time.Time
+			if v.VMCreatedAt != nil {
+				at = *v.VMCreatedAt
+			}
+			row = append(append(row, opts.IO.Time(at, now)), vms.VitalsCells(v.Vitals)...)
 		}
 		if all {
 			row = append([]string{v.Deployment}, row...)
@@ -239,6 +262,9 @@ func render(opts *Options, views []instanceView) error {
 			prow := []string{"", p.Job + "/" + p.Name, p.State, "", ""}
 			if opts.Details {
 				prow = append(prow, "", "", "", "", "", "", "", "")
+			}
+			if opts.Vitals {
+				prow = append(prow, make([]string, 1+len(vms.VitalsHeaders))...)
 			}
 			if all {
 				prow = append([]string{""}, prow...)

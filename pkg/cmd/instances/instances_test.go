@@ -49,6 +49,7 @@ func TestNewCmdInstancesFlags(t *testing.T) {
 		{name: "all", want: Options{AgentTimeout: d}},
 		{name: "ps details failing", dep: "cf", argv: []string{"--ps", "--details", "--failing"}, want: Options{Deployment: "cf", Ps: true, Details: true, Failing: true, AgentTimeout: d}},
 		{name: "short flags", dep: "cf", argv: []string{"-p", "-i", "-f"}, want: Options{Deployment: "cf", Ps: true, Details: true, Failing: true, AgentTimeout: d}},
+		{name: "vitals", argv: []string{"--vitals"}, want: Options{Vitals: true, AgentTimeout: d}},
 		{name: "json, timeout", json: true, argv: []string{"--agent-timeout", "1s"}, want: Options{JSON: true, AgentTimeout: time.Second}},
 		{name: "negative timeout", argv: []string{"--agent-timeout", "-1s"}, wantErr: "--agent-timeout must be positive"},
 		{name: "arg", argv: []string{"api"}, wantErr: "unknown command"},
@@ -69,7 +70,7 @@ func TestNewCmdInstancesFlags(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			got.IO, got.State = nil, nil
+			got.IO, got.State, got.Now = nil, nil, nil
 			assert.Equal(t, tt.want, *got)
 		})
 	}
@@ -104,7 +105,7 @@ func TestInstancesOfRealAgents(t *testing.T) {
 	open := func(ctx context.Context) (state.Store, error) { return state.Open(ctx, dir, state.Options{}) }
 	run := func(o Options) (string, string) {
 		ios, _, out, errOut := ui.Test()
-		o.IO, o.State, o.Deployment, o.AgentTimeout = ios, open, "cf", 5*time.Second
+		o.IO, o.State, o.Now, o.Deployment, o.AgentTimeout = ios, open, time.Now, "cf", 5*time.Second
 		require.NoError(t, instancesRun(context.Background(), &o))
 		return out.String(), errOut.String()
 	}
@@ -158,6 +159,20 @@ func TestInstancesOfRealAgents(t *testing.T) {
 	assert.Equal(t, []string{"disk-d0"}, views[0].DiskCIDs)
 	assert.Equal(t, []processView{}, views[3].Processes)
 	assert.Equal(t, "-", views[3].ProcessState)
+	assert.Nil(t, views[3].VMCreatedAt, "no VM")
+	assert.Nil(t, w1.Vitals, "vitals only when asked")
+
+	out, _ = run(Options{JSON: true, Vitals: true})
+	views = nil
+	require.NoError(t, json.Unmarshal([]byte(out), &views))
+	require.Len(t, views, 5)
+	for _, v := range views[:3] {
+		require.NotNil(t, v.Vitals, v.Instance)
+		assert.Len(t, v.Vitals.Load, 3)
+		assert.Greater(t, v.Vitals.MemKB, int64(0))
+	}
+	assert.Nil(t, views[3].Vitals, "an unresponsive agent has no vitals")
+	assert.Nil(t, views[4].Vitals, "no VM, no vitals")
 }
 
 func TestInstancesTTY(t *testing.T) {
@@ -174,7 +189,8 @@ func TestInstancesTTY(t *testing.T) {
 
 	ios, _, out, errOut := ui.Test()
 	ios.SetTTY(true)
-	require.NoError(t, instancesRun(context.Background(), &Options{IO: ios, State: open, Details: true, Ps: true, AgentTimeout: 2 * time.Second}))
+	now := func() time.Time { return time.Now().Add(3 * time.Hour) }
+	require.NoError(t, instancesRun(context.Background(), &Options{IO: ios, State: open, Now: now, Details: true, Ps: true, AgentTimeout: 2 * time.Second}))
 	assert.Equal(t, ""+
 		"DEPLOYMENT  INSTANCE   PROCESS  PROCESS STATE       AZ  IPS          STATE    VM CID  VM TYPE  DISK CIDS  AGENT ID  INDEX  BOOTSTRAP  IGNORE\n"+
 		"cf          api/a0              -                   z2  -            stopped  -       -        -          -         0      false      true\n"+
@@ -183,7 +199,15 @@ func TestInstancesTTY(t *testing.T) {
 
 	ios, _, out, errOut = ui.Test()
 	ios.SetTTY(true)
-	require.NoError(t, instancesRun(context.Background(), &Options{IO: ios, State: open, Deployment: "k8s", AgentTimeout: time.Second}))
+	require.NoError(t, instancesRun(context.Background(), &Options{IO: ios, State: open, Now: now, Deployment: "k8s", AgentTimeout: time.Second}))
 	assert.Empty(t, out.String())
 	assert.Equal(t, "No instances.\n", errOut.String())
+
+	ios, _, out, _ = ui.Test()
+	ios.SetTTY(true)
+	require.NoError(t, instancesRun(context.Background(), &Options{IO: ios, State: open, Now: now, Deployment: "cf", Vitals: true, AgentTimeout: 2 * time.Second}))
+	assert.Equal(t, ""+
+		"INSTANCE   PROCESS STATE       AZ  IPS          VM CREATED AT  UPTIME  LOAD (1M, 5M, 15M)  CPU USER  CPU SYS  CPU WAIT  MEMORY USAGE  SWAP USAGE  SYSTEM DISK USAGE  EPHEMERAL DISK USAGE  PERSISTENT DISK USAGE\n"+
+		"api/a0     -                   z2  -            -              -       -                   -         -        -         -             -           -                  -                     -\n"+
+		"router/r0  unresponsive agent  z1  127.0.0.1:1  3 hours ago    -       -                   -         -        -         -             -           -                  -                     -\n", out.String())
 }

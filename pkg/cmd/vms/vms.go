@@ -80,10 +80,11 @@ type vmView struct {
 	AgentID      string      `json:"agent_id"`
 	VMCreatedAt  time.Time   `json:"vm_created_at"`
 	AgentError   string      `json:"agent_error,omitempty"`
-	Vitals       *vitalsView `json:"vitals,omitempty"`
+	Vitals       *VitalsView `json:"vitals,omitempty"`
 }
 
-type vitalsView struct {
+// VitalsView is a VM's vitals as numbers (the --json contract of vms and instances --vitals).
+type VitalsView struct {
 	UptimeSecs  int64                     `json:"uptime_secs"`
 	Load        []float64                 `json:"load"`
 	CPUUser     float64                   `json:"cpu_user_percent"`
@@ -93,10 +94,11 @@ type vitalsView struct {
 	MemKB       int64                     `json:"mem_kb"`
 	SwapPercent float64                   `json:"swap_percent"`
 	SwapKB      int64                     `json:"swap_kb"`
-	Disks       map[string]diskVitalsView `json:"disks"`
+	Disks       map[string]DiskVitalsView `json:"disks"`
 }
 
-type diskVitalsView struct {
+// DiskVitalsView is one disk's use in percent.
+type DiskVitalsView struct {
 	Percent      float64 `json:"percent"`
 	InodePercent float64 `json:"inode_percent"`
 }
@@ -106,19 +108,19 @@ func num(s string) float64 {
 	return f
 }
 
-// VitalsView turns the agent's vitals (strings, as BOSH's agent sends them) into numbers.
-func newVitals(v *protocol.Vitals) *vitalsView {
+// NewVitals turns the agent's vitals (strings, as BOSH's agent sends them) into numbers.
+func NewVitals(v *protocol.Vitals) *VitalsView {
 	if v == nil {
 		return nil
 	}
-	out := &vitalsView{UptimeSecs: v.Uptime.Secs, Load: []float64{}, CPUUser: num(v.CPU.User), CPUSys: num(v.CPU.Sys), CPUWait: num(v.CPU.Wait),
+	out := &VitalsView{UptimeSecs: v.Uptime.Secs, Load: []float64{}, CPUUser: num(v.CPU.User), CPUSys: num(v.CPU.Sys), CPUWait: num(v.CPU.Wait),
 		MemPercent: num(v.Mem.Percent), MemKB: int64(num(v.Mem.KB)), SwapPercent: num(v.Swap.Percent), SwapKB: int64(num(v.Swap.KB)),
-		Disks: map[string]diskVitalsView{}}
+		Disks: map[string]DiskVitalsView{}}
 	for _, l := range v.Load {
 		out.Load = append(out.Load, num(l))
 	}
 	for name, d := range v.Disk {
-		out.Disks[name] = diskVitalsView{Percent: num(d.Percent), InodePercent: num(d.InodePercent)}
+		out.Disks[name] = DiskVitalsView{Percent: num(d.Percent), InodePercent: num(d.InodePercent)}
 	}
 	return out
 }
@@ -172,7 +174,7 @@ func vmsRun(ctx context.Context, opts *Options) error {
 				v.AgentError = o.AgentErr.Error()
 			}
 			if opts.Vitals && o.State != nil {
-				v.Vitals = newVitals(o.State.Vitals)
+				v.Vitals = NewVitals(o.State.Vitals)
 			}
 			views = append(views, v)
 		}
@@ -204,8 +206,7 @@ func render(opts *Options, views []vmView) error {
 		headers = append([]string{"deployment"}, headers...)
 	}
 	if opts.Vitals {
-		headers = append(headers, "vm created at", "uptime", "load (1m, 5m, 15m)", "cpu user", "cpu sys", "cpu wait",
-			"memory usage", "swap usage", "system disk usage", "ephemeral disk usage", "persistent disk usage")
+		headers = append(append(headers, "vm created at"), VitalsHeaders...)
 	}
 	now := opts.Now()
 	t := ui.NewTable(opts.IO, headers...)
@@ -216,14 +217,19 @@ func render(opts *Options, views []vmView) error {
 		}
 		if opts.Vitals {
 			row = append(row, opts.IO.Time(v.VMCreatedAt, now))
-			row = append(row, vitalsCells(v.Vitals)...)
+			row = append(row, VitalsCells(v.Vitals)...)
 		}
 		t.AddRow(row...)
 	}
 	return t.Render()
 }
 
-func vitalsCells(v *vitalsView) []string {
+// VitalsHeaders are the table columns VitalsCells fills, after "vm created at".
+var VitalsHeaders = []string{"uptime", "load (1m, 5m, 15m)", "cpu user", "cpu sys", "cpu wait",
+	"memory usage", "swap usage", "system disk usage", "ephemeral disk usage", "persistent disk usage"}
+
+// VitalsCells renders vitals as BOSH's table does ("-" for each cell when there are none).
+func VitalsCells(v *VitalsView) []string {
 	if v == nil {
 		return []string{"-", "-", "-", "-", "-", "-", "-", "-", "-", "-"}
 	}
