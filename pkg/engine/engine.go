@@ -530,6 +530,21 @@ func (r *run) updateInstance(ctx context.Context, stage, name string, g *plan.Gr
 	if err := r.stopJobs(ctx, stage, name, inst, "keep", &spec); err != nil {
 		return err
 	}
+	dk, hasDisk := r.disk(inst.UUID)
+	if want := inst.Desired.PersistentDiskMB; (hasDisk && dk.SizeMB != want) || (!hasDisk && want > 0) {
+		c, _, err := r.e.CPIs(inst.AZ)
+		if err != nil {
+			return err
+		}
+		vm, _ := r.vm(inst.UUID)
+		a := r.agentFor(inst, vm)
+		if err := r.detachDisk(ctx, stage, name, c, vm, a, inst); err != nil {
+			return err
+		}
+		if err := r.placeDisk(ctx, stage, name, c, cpi.VMCID(vm.CID), a, inst); err != nil {
+			return err
+		}
+	}
 	return r.applyAndStart(ctx, stage, name, g, inst, canary)
 }
 
@@ -597,41 +612,83 @@ func (r *run) createVM(ctx context.Context, stage, name string, g *plan.Group, i
 	if err := r.e.step(stage, name, "wait_agent", func() error { return r.waitAgent(ctx, a) }); err != nil {
 		return err
 	}
-	// Persistent disk: create once, attach to every new VM.
-	if d.PersistentDiskMB > 0 {
-		dk, ok := r.disk(inst.UUID)
-		if !ok {
-			if err := r.e.step(stage, name, "create_disk", func() error {
-				cid, err := c.CreateDisk(ctx, d.PersistentDiskMB, d.DiskCloudProperties, vmCID)
-				if err != nil {
-					return err
-				}
-				dk = state.Disk{CID: string(cid), Deployment: r.p.Deployment, Instance: inst.UUID, SizeMB: d.PersistentDiskMB, Active: true, CreatedAt: r.e.now()}
-				if err := r.e.State.SaveDisk(ctx, dk); err != nil {
-					return err
-				}
-				r.mu.Lock()
-				r.disks[inst.UUID] = dk
-				r.mu.Unlock()
-				return nil
-			}); err != nil {
+	return r.placeDisk(ctx, stage, name, c, vmCID, a, inst)
+}
+
+// placeDisk gives a VM whose persistent disk is detached the disk its spec
+// asks for: created once (it survives recreates), resized while detached
+// when the size changed, orphaned when the spec has none any more, then
+// attached and mounted.
+func (r *run) placeDisk(ctx context.Context, stage, name string, c cpi.CPI, vmCID cpi.VMCID, a Agent, inst *plan.Instance) error {
+	d := inst.Desired
+	dk, ok := r.disk(inst.UUID)
+	if d.PersistentDiskMB == 0 {
+		if ok {
+			if err := r.e.step(stage, name, "orphan_disk", func() error { return r.e.State.OrphanDisk(ctx, dk.CID) }); err != nil {
 				return err
 			}
+			r.mu.Lock()
+			delete(r.disks, inst.UUID)
+			r.mu.Unlock()
 		}
-		if err := r.e.step(stage, name, "attach_disk", func() error {
-			hint, err := c.AttachDisk(ctx, vmCID, cpi.DiskCID(dk.CID))
+		return nil
+	}
+	if !ok {
+		if err := r.e.step(stage, name, "create_disk", func() error {
+			cid, err := c.CreateDisk(ctx, d.PersistentDiskMB, d.DiskCloudProperties, vmCID)
 			if err != nil {
 				return err
 			}
-			if err := a.AddPersistentDisk(ctx, dk.CID, hint); err != nil {
+			dk = state.Disk{CID: string(cid), Deployment: r.p.Deployment, Instance: inst.UUID, SizeMB: d.PersistentDiskMB, Active: true, CreatedAt: r.e.now()}
+			return r.e.State.SaveDisk(ctx, dk)
+		}); err != nil {
+			return err
+		}
+	} else if dk.SizeMB != d.PersistentDiskMB {
+		if err := r.e.step(stage, name, "resize_disk", func() error {
+			info, err := c.Info(ctx)
+			if err != nil {
 				return err
 			}
-			return a.MountDisk(ctx, dk.CID)
+			if !info.Has(cpi.CapResizeDisk) {
+				return fmt.Errorf("the CPI cannot resize disk %s (%d MB -> %d MB); keep the size or give the group a new disk type", dk.CID, dk.SizeMB, d.PersistentDiskMB)
+			}
+			if err := c.ResizeDisk(ctx, cpi.DiskCID(dk.CID), d.PersistentDiskMB); err != nil {
+				return err
+			}
+			dk.SizeMB = d.PersistentDiskMB
+			return r.e.State.SaveDisk(ctx, dk)
 		}); err != nil {
 			return err
 		}
 	}
-	return nil
+	r.mu.Lock()
+	r.disks[inst.UUID] = dk
+	r.mu.Unlock()
+	return r.e.step(stage, name, "attach_disk", func() error {
+		hint, err := c.AttachDisk(ctx, vmCID, cpi.DiskCID(dk.CID))
+		if err != nil {
+			return err
+		}
+		if err := a.AddPersistentDisk(ctx, dk.CID, hint); err != nil {
+			return err
+		}
+		return a.MountDisk(ctx, dk.CID)
+	})
+}
+
+// detachDisk unmounts and detaches an instance's disk from its running VM.
+func (r *run) detachDisk(ctx context.Context, stage, name string, c cpi.CPI, vm state.VM, a Agent, inst *plan.Instance) error {
+	dk, ok := r.disk(inst.UUID)
+	if !ok {
+		return nil
+	}
+	return r.e.step(stage, name, "detach_disk", func() error {
+		if err := a.UnmountDisk(ctx, dk.CID); err != nil {
+			return err
+		}
+		return c.DetachDisk(ctx, cpi.VMCID(vm.CID), cpi.DiskCID(dk.CID))
+	})
 }
 
 func agentIPs(got, asked cpi.Networks) []string {

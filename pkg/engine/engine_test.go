@@ -439,3 +439,30 @@ func TestPlanOnlyReads(t *testing.T) {
 		assert.Equal(t, plan.ActionCreate, i.Action)
 	}
 }
+
+func TestDiskResizeAndRemovalOnUpdate(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	require.NoError(t, w.deploy(manifestOf(1, "hi")))
+	ds, _ := w.st.LoadDeployment(ctx, "hello")
+	require.Len(t, ds.Disks, 1)
+	cid := ds.Disks[0].CID
+	vm := ds.VMs[0].CID
+
+	p := w.prepare(strings.Replace(manifestOf(1, "hi"), "persistent_disk: 16", "persistent_disk: 32", 1), false)
+	require.Equal(t, plan.ActionUpdate, p.Plan.Instances()[0].Action)
+	assert.Equal(t, []string{"disk resized (16 MB -> 32 MB)"}, p.Plan.Instances()[0].Reasons)
+	require.NoError(t, w.engine().Apply(ctx, p))
+	fd, _ := w.cloud.Disk(cpi.DiskCID(cid))
+	assert.Equal(t, 32, fd.SizeMiB, "the same disk, resized")
+	assert.Equal(t, cpi.VMCID(vm), fd.VM, "on the same VM, attached again")
+	ds, _ = w.st.LoadDeployment(ctx, "hello")
+	assert.Equal(t, 32, ds.Disks[0].SizeMB)
+
+	require.NoError(t, w.deploy(strings.Replace(manifestOf(1, "hi"), "  persistent_disk: 16\n", "", 1)))
+	orphans, _ := w.st.OrphanedDisks(ctx)
+	require.Len(t, orphans, 1)
+	assert.Equal(t, cid, orphans[0].CID, "a disk no longer asked for is orphaned")
+	fd, _ = w.cloud.Disk(cpi.DiskCID(cid))
+	assert.Empty(t, fd.VM)
+}

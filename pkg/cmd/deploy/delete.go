@@ -71,7 +71,7 @@ func deleteRun(ctx context.Context, opts *DeleteOptions) error {
 	if c, err := env.Store.Config(ctx, state.CloudConfig, state.DefaultConfigName); err == nil {
 		cc, _, _ = manifest.ParseCloudConfig("cloud-config", []byte(c.Content))
 	}
-	eng, err := env.Engine(ctx, cc, ui.NewProgressSink(opts.IO.ErrOut, opts.JSON))
+	eng, err := env.Engine(ctx, cc, ui.ProgressSinkFor(opts.IO, opts.JSON))
 	if err != nil {
 		return err
 	}

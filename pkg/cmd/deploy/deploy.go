@@ -270,7 +270,7 @@ func deployRun(ctx context.Context, opts *Options) error {
 			return cmdutil.ErrCancelled
 		}
 	}
-	eng, err := env.Engine(ctx, p.Cloud, ui.NewProgressSink(opts.IO.ErrOut, opts.JSON))
+	eng, err := env.Engine(ctx, p.Cloud, ui.ProgressSinkFor(opts.IO, opts.JSON))
 	if err != nil {
 		return err
 	}

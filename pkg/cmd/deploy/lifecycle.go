@@ -128,7 +128,7 @@ func lifecycleRun(ctx context.Context, opts *LifecycleOptions) error {
 	if err != nil {
 		return err
 	}
-	eng, err := env.Engine(ctx, p.Cloud, ui.NewProgressSink(opts.IO.ErrOut, opts.JSON))
+	eng, err := env.Engine(ctx, p.Cloud, ui.ProgressSinkFor(opts.IO, opts.JSON))
 	if err != nil {
 		return err
 	}
