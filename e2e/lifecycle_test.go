@@ -110,7 +110,9 @@ func TestReadSideOnTheLocalCloud(t *testing.T) {
 	assert.Regexp(t, `^web/[0-9a-f-]+: hello/`, r.stdout)
 
 	// After kpaas stop, the instance says so, by the agent and by the state.
-	e.must("stop", "-d", "hello", "web/0", "-n")
+	// (By UUID: engine.Select also takes any UUID prefix, so "web/0" could
+	// match another instance whose UUID starts with 0.)
+	e.must("stop", "-d", "hello", vms[0].Instance, "-n")
 	var stopped []struct {
 		Instance     string `json:"instance"`
 		ProcessState string `json:"process_state"`
@@ -172,4 +174,62 @@ func freezeAgents(t *testing.T, pid int) func() {
 			syscall.Kill(p, syscall.SIGCONT)
 		}
 	}
+}
+
+// TestDisksOnTheLocalCloud: persistent disks as kpaas disks shows them, and
+// the disks a scale down and a delete-deployment leave behind as orphans.
+func TestDisksOnTheLocalCloud(t *testing.T) {
+	e := newEnv(t, "10.231.21")
+	e.setup()
+	m := e.write("db.yml", strings.Replace(dbManifest, "instances: 1", "instances: ((n))", 1))
+	e.must("deploy", m, "-v", "n=2", "-n")
+
+	type disk struct {
+		CID      string `json:"cid"`
+		Instance string `json:"instance"`
+		SizeMB   int    `json:"size_mb"`
+		Active   bool   `json:"active"`
+	}
+	var disks []disk
+	require.NoError(t, json.Unmarshal([]byte(e.must("disks", "-d", "hello", "--json").stdout), &disks))
+	require.Len(t, disks, 2)
+	for _, d := range disks {
+		assert.Regexp(t, `^db/[0-9a-f-]+$`, d.Instance)
+		assert.Equal(t, 32, d.SizeMB, "disk_type d1 is 32 MB")
+		assert.True(t, d.Active)
+		assert.NotEmpty(t, d.CID)
+	}
+	var insts []struct {
+		Instance string   `json:"instance"`
+		DiskCIDs []string `json:"disk_cids"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(e.must("instances", "-d", "hello", "--details", "--json").stdout), &insts))
+	require.Len(t, insts, 2)
+	owner := map[string]string{}
+	for _, d := range disks {
+		owner[d.Instance] = d.CID
+	}
+	for _, i := range insts {
+		assert.Equal(t, []string{owner[i.Instance]}, i.DiskCIDs, i.Instance)
+	}
+
+	type orphan struct {
+		CID        string `json:"cid"`
+		Deployment string `json:"deployment"`
+		Instance   string `json:"instance"`
+		SizeMB     int    `json:"size_mb"`
+	}
+	e.must("deploy", m, "-v", "n=1", "-n")
+	var orphans []orphan
+	require.NoError(t, json.Unmarshal([]byte(e.must("disks", "--orphaned", "--json").stdout), &orphans))
+	require.Len(t, orphans, 1, "scaling down orphans the disk of db/1")
+	assert.Equal(t, "hello", orphans[0].Deployment)
+	assert.Equal(t, 32, orphans[0].SizeMB)
+	assert.Contains(t, []string{disks[0].CID, disks[1].CID}, orphans[0].CID)
+
+	e.must("delete-deployment", "-d", "hello", "-n")
+	orphans = nil
+	require.NoError(t, json.Unmarshal([]byte(e.must("disks", "--orphaned", "--json").stdout), &orphans))
+	assert.Len(t, orphans, 2, "delete-deployment orphans the last disk too")
+	assert.Equal(t, "[]\n", e.must("deployments", "--json").stdout)
 }
