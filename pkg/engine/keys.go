@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/kpaas/kpaas/pkg/agentclient"
 	"github.com/kpaas/kpaas/pkg/state"
 )
@@ -58,4 +60,21 @@ func Targets(ctx context.Context, st state.Store, deployment string) ([]agentcli
 			Address: net.JoinHostPort(v[0].IPs[0], strconv.Itoa(6868)), HostKey: v[0].SSHHostKey, Signer: key.Signer})
 	}
 	return out, nil
+}
+
+// StateClientKey adapts ClientKey to the shape `kpaas ssh/scp/logs` take
+// (ssh.StateTargets.ClientKey): the key is read from the store open opens.
+func StateClientKey(open func(ctx context.Context) (state.Store, error)) func(ctx context.Context, deployment string) (ssh.Signer, error) {
+	return func(ctx context.Context, deployment string) (ssh.Signer, error) {
+		st, err := open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer st.Close()
+		k, err := ClientKey(ctx, st)
+		if err != nil {
+			return nil, fmt.Errorf("reading the agent client key of deployment %s: %w", deployment, err)
+		}
+		return k.Signer, nil
+	}
 }

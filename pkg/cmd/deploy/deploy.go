@@ -9,11 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kpaas/kpaas/pkg/agentclient"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
 	"github.com/kpaas/kpaas/pkg/engine"
 	"github.com/kpaas/kpaas/pkg/interpolate"
@@ -259,7 +262,9 @@ func deployRun(ctx context.Context, opts *Options) error {
 		return err
 	}
 	if opts.Fix {
-		markUnresponsive(ctx, env, p)
+		if err := markUnresponsive(ctx, env, p); err != nil {
+			return err
+		}
 	}
 	v := viewOf(p, opts.NoRedact)
 	printPlan(opts.IO.ErrOut, v)
@@ -324,12 +329,18 @@ func report(opts *Options, p *engine.Prepared, err error, lock *state.Lock) erro
 	return err
 }
 
-// markUnresponsive turns instances whose VM is gone into recreates (--fix).
-func markUnresponsive(ctx context.Context, env *Env, p *engine.Prepared) {
+// markUnresponsive turns instances whose VM is gone or whose agent does not
+// answer into recreates (--fix).
+func markUnresponsive(ctx context.Context, env *Env, p *engine.Prepared) error {
 	set, err := env.CPIs(ctx)
 	if err != nil {
-		return
+		return err
 	}
+	eng, err := env.Engine(ctx, p.Cloud, nil)
+	if err != nil {
+		return err
+	}
+	vms := p.State.VMsByInstance()
 	for _, i := range p.Plan.Instances() {
 		if i.Action != plan.ActionNone || i.Existing == nil || i.Existing.VMCID == "" {
 			continue
@@ -340,12 +351,24 @@ func markUnresponsive(ctx context.Context, env *Env, p *engine.Prepared) {
 		}
 		c, _, err := set.ForAZ(i.AZ, name)
 		if err != nil {
-			continue
+			return err
 		}
 		if ok, err := c.HasVM(ctx, cpiVM(i.Existing.VMCID)); err == nil && !ok {
 			i.Action, i.Reasons = plan.ActionRecreate, []string{"VM is gone (--fix)"}
+			continue
+		}
+		v := vms[i.UUID]
+		if len(v) == 0 || len(v[0].IPs) == 0 {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = eng.Dial(agentclient.Target{Name: i.Name(), Address: net.JoinHostPort(v[0].IPs[0], "6868"), HostKey: v[0].SSHHostKey, Signer: eng.ClientKey.Signer}).Ping(pctx)
+		cancel()
+		if err != nil {
+			i.Action, i.Reasons = plan.ActionRecreate, []string{"agent does not answer (--fix): " + err.Error()}
 		}
 	}
+	return nil
 }
 
 func manifestName(data []byte) string {

@@ -124,6 +124,11 @@ func uploadReleaseRun(ctx context.Context, opts *Options) error {
 		return err
 	}
 	defer env.Close()
+	lock, err := env.Store.Lock(ctx, state.LockRequest{Name: state.GlobalLock, Op: "upload-release"})
+	if err != nil {
+		return err
+	}
+	defer lock.Release(context.Background())
 	path := opts.Path
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -180,6 +185,11 @@ func uploadStemcellRun(ctx context.Context, opts *Options) error {
 		return err
 	}
 	defer env.Close()
+	lock, err := env.Store.Lock(ctx, state.LockRequest{Name: state.GlobalLock, Op: "upload-stemcell"})
+	if err != nil {
+		return err
+	}
+	defer lock.Release(context.Background())
 	tmp, err := os.MkdirTemp("", "kpaas-stemcell-")
 	if err != nil {
 		return err
@@ -241,6 +251,11 @@ func deleteReleaseRun(ctx context.Context, opts *Options) error {
 		return err
 	}
 	defer env.Close()
+	lock, err := env.Store.Lock(ctx, state.LockRequest{Name: state.GlobalLock, Op: "delete-release"})
+	if err != nil {
+		return err
+	}
+	defer lock.Release(context.Background())
 	rels, err := env.Store.Releases(ctx)
 	if err != nil {
 		return err
@@ -267,6 +282,11 @@ func deleteStemcellRun(ctx context.Context, opts *Options) error {
 		return err
 	}
 	defer env.Close()
+	lock, err := env.Store.Lock(ctx, state.LockRequest{Name: state.GlobalLock, Op: "delete-stemcell"})
+	if err != nil {
+		return err
+	}
+	defer lock.Release(context.Background())
 	have, err := env.Store.Stemcells(ctx)
 	if err != nil {
 		return err
