@@ -8,18 +8,27 @@ import (
 	"github.com/kpaas/kpaas/pkg/cmd/createrelease"
 	"github.com/kpaas/kpaas/pkg/cmd/createstemcell"
 	"github.com/kpaas/kpaas/pkg/cmd/deploy"
+	"github.com/kpaas/kpaas/pkg/cmd/deployments"
+	"github.com/kpaas/kpaas/pkg/cmd/disks"
+	"github.com/kpaas/kpaas/pkg/cmd/errands"
 	"github.com/kpaas/kpaas/pkg/cmd/events"
+	"github.com/kpaas/kpaas/pkg/cmd/instances"
 	"github.com/kpaas/kpaas/pkg/cmd/interpolate"
 	"github.com/kpaas/kpaas/pkg/cmd/locks"
 	"github.com/kpaas/kpaas/pkg/cmd/logs"
+	manifestcmd "github.com/kpaas/kpaas/pkg/cmd/manifest"
+	"github.com/kpaas/kpaas/pkg/cmd/releases"
 	"github.com/kpaas/kpaas/pkg/cmd/scp"
 	"github.com/kpaas/kpaas/pkg/cmd/showconfig"
 	"github.com/kpaas/kpaas/pkg/cmd/ssh"
 	statecmd "github.com/kpaas/kpaas/pkg/cmd/state"
+	"github.com/kpaas/kpaas/pkg/cmd/stemcells"
 	"github.com/kpaas/kpaas/pkg/cmd/unlock"
 	"github.com/kpaas/kpaas/pkg/cmd/updateconfig"
 	"github.com/kpaas/kpaas/pkg/cmd/upload"
+	"github.com/kpaas/kpaas/pkg/cmd/variables"
 	"github.com/kpaas/kpaas/pkg/cmd/version"
+	"github.com/kpaas/kpaas/pkg/cmd/vms"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
 )
 
@@ -83,5 +92,14 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 	root.AddCommand(updateconfig.NewCmdUpdateCloudConfig(f, nil))
 	root.AddCommand(updateconfig.NewCmdUpdateCPIConfig(f, nil))
 	root.AddCommand(updateconfig.NewCmdUpdateRuntimeConfig(f, nil))
+	root.AddCommand(deployments.NewCmdDeployments(f, nil))
+	root.AddCommand(disks.NewCmdDisks(f, nil))
+	root.AddCommand(errands.NewCmdErrands(f, nil))
+	root.AddCommand(instances.NewCmdInstances(f, nil))
+	root.AddCommand(manifestcmd.NewCmdManifest(f, nil))
+	root.AddCommand(releases.NewCmdReleases(f, nil))
+	root.AddCommand(stemcells.NewCmdStemcells(f, nil))
+	root.AddCommand(variables.NewCmdVariables(f, nil))
+	root.AddCommand(vms.NewCmdVMs(f, nil))
 	return root
 }

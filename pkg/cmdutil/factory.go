@@ -1,6 +1,10 @@
 // Package cmdutil holds what every command package shares: the Factory that
 // hands a command its streams, global options and clock, and the typed errors
-// that pkg/cli maps to exit codes. It must not import concrete domain drivers.
+// that pkg/cli maps to exit codes; and, for the commands that reach VMs, how
+// a deployment's instances become agent targets (address on the default
+// network, pinned host key, kpaas's client key from the state) and how their
+// agents are asked for their state in parallel. It must not import concrete
+// domain drivers.
 package cmdutil
 
 import (
