@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 
-	"golang.org/x/crypto/ssh"
 
 	"github.com/kpaas/kpaas/pkg/agentclient"
 	"github.com/kpaas/kpaas/pkg/state"
@@ -35,46 +32,4 @@ func ClientKey(ctx context.Context, st state.Store) (agentclient.Key, error) {
 		return k, fmt.Errorf("saving the agent client key: %w", err)
 	}
 	return k, nil
-}
-
-// Targets lists a deployment's instances with a VM as agent targets: the
-// address of the VM's default network, its pinned host key and kpaas's
-// client key (what `kpaas ssh/logs/scp` need).
-func Targets(ctx context.Context, st state.Store, deployment string) ([]agentclient.Target, error) {
-	key, err := ClientKey(ctx, st)
-	if err != nil {
-		return nil, err
-	}
-	ds, err := st.LoadDeployment(ctx, deployment)
-	if err != nil {
-		return nil, err
-	}
-	vms := ds.VMsByInstance()
-	var out []agentclient.Target
-	for _, i := range ds.Instances {
-		v := vms[i.UUID]
-		if len(v) == 0 || !v[0].Active || len(v[0].IPs) == 0 {
-			continue
-		}
-		out = append(out, agentclient.Target{Name: i.Name(), Group: i.Group, ID: i.UUID, Index: i.Index,
-			Address: net.JoinHostPort(v[0].IPs[0], strconv.Itoa(6868)), HostKey: v[0].SSHHostKey, Signer: key.Signer})
-	}
-	return out, nil
-}
-
-// StateClientKey adapts ClientKey to the shape `kpaas ssh/scp/logs` take
-// (ssh.StateTargets.ClientKey): the key is read from the store open opens.
-func StateClientKey(open func(ctx context.Context) (state.Store, error)) func(ctx context.Context, deployment string) (ssh.Signer, error) {
-	return func(ctx context.Context, deployment string) (ssh.Signer, error) {
-		st, err := open(ctx)
-		if err != nil {
-			return nil, err
-		}
-		defer st.Close()
-		k, err := ClientKey(ctx, st)
-		if err != nil {
-			return nil, fmt.Errorf("reading the agent client key of deployment %s: %w", deployment, err)
-		}
-		return k.Signer, nil
-	}
 }

@@ -14,22 +14,46 @@ import (
 )
 
 // Select returns the plan's instances (not being deleted) that selector
-// names: "" for all, GROUP, GROUP/INDEX or GROUP/UUID (or a unique UUID prefix).
+// names: "" for all, GROUP, GROUP/UUID, GROUP/INDEX or GROUP/PREFIX (a UUID
+// prefix of at least 4 characters), tried in that order, as `kpaas ssh` does:
+// "web/0" is index 0 even when another instance's UUID starts with "0". An id
+// that matches several instances is refused rather than acting on all of them.
 func Select(p *plan.Plan, selector string) ([]*plan.Instance, error) {
-	group, id, _ := strings.Cut(selector, "/")
-	var out []*plan.Instance
+	group, id, hasID := strings.Cut(selector, "/")
+	var candidates []*plan.Instance
 	for _, g := range p.Groups {
 		if g.Manifest == nil || (group != "" && g.Name != group) {
 			continue
 		}
 		for _, i := range g.Instances {
-			if i.Action == plan.ActionDelete {
-				continue
+			if i.Action != plan.ActionDelete {
+				candidates = append(candidates, i)
 			}
-			if id != "" && fmt.Sprint(i.Index) != id && i.UUID != id && !strings.HasPrefix(i.UUID, id) {
-				continue
+		}
+	}
+	out := candidates
+	if hasID {
+		out = nil
+		for _, match := range []func(*plan.Instance) bool{
+			func(i *plan.Instance) bool { return i.UUID == id },
+			func(i *plan.Instance) bool { return fmt.Sprint(i.Index) == id },
+			func(i *plan.Instance) bool { return len(id) >= 4 && strings.HasPrefix(i.UUID, id) },
+		} {
+			for _, i := range candidates {
+				if match(i) {
+					out = append(out, i)
+				}
 			}
-			out = append(out, i)
+			if len(out) > 0 {
+				break
+			}
+		}
+		if len(out) > 1 {
+			names := make([]string, len(out))
+			for n, i := range out {
+				names[n] = i.Group + "/" + i.UUID
+			}
+			return nil, fmt.Errorf("%q is ambiguous in deployment %s: it matches %s; give more of the UUID", selector, p.Deployment, strings.Join(names, ", "))
 		}
 	}
 	if len(out) == 0 && selector != "" {
