@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-
 	"github.com/kpaas/kpaas/pkg/agentclient"
 	"github.com/kpaas/kpaas/pkg/state"
 )
