@@ -21,7 +21,7 @@ import (
 // instances --ps, releases, stemcells, variables, disks, and ssh/logs into
 // the VMs through their agents.
 func TestReadSideOnTheLocalCloud(t *testing.T) {
-	e := newEnv(t, "10.231.9")
+	e := newEnv(t)
 	e.setup()
 	m := e.write("hello.yml", helloManifest)
 	e.must("deploy", m, "-v", "instances=2", "-v", "greeting=hi", "-n")
@@ -179,7 +179,7 @@ func freezeAgents(t *testing.T, pid int) func() {
 // TestDisksOnTheLocalCloud: persistent disks as kpaas disks shows them, and
 // the disks a scale down and a delete-deployment leave behind as orphans.
 func TestDisksOnTheLocalCloud(t *testing.T) {
-	e := newEnv(t, "10.231.21")
+	e := newEnv(t)
 	e.setup()
 	m := e.write("db.yml", strings.Replace(dbManifest, "instances: 1", "instances: ((n))", 1))
 	e.must("deploy", m, "-v", "n=2", "-n")
