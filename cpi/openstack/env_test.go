@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 )
 
@@ -148,4 +149,10 @@ func (tc *testCloud) networkID(t testing.TB, name string) string {
 	require.NoError(t, err)
 	require.NotEmpty(t, ns, "network %q (seeded by setup.sh) not found", name)
 	return ns[0].ID
+}
+
+type gophercloudServiceClient = gophercloud.ServiceClient
+
+func gophercloudEndpointOpts(region string) gophercloud.EndpointOpts {
+	return gophercloud.EndpointOpts{Region: region}
 }

@@ -115,6 +115,9 @@ func planNetworks(networks cpi.Networks) (*netPlan, error) {
 				return nil, fmt.Errorf("networks %s and %s are both vip: only one vip network per VM", p.vip, name)
 			}
 			p.vip = name
+			if n.IP == "" && np.FloatingNetworkID == "" {
+				return nil, fmt.Errorf("vip network %s has no ip and no cloud_properties.floating_network_id to allocate one from", name)
+			}
 		case "manual", "", "dynamic":
 			if np.NetID == "" {
 				return nil, fmt.Errorf("network %s: cloud_properties.net_id is required (the Neutron network ID)", name)

@@ -1,0 +1,363 @@
+package openstack
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	gos "github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servergroups"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/applicationcredentials"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/floatingips"
+
+	"github.com/kpaas/kpaas/cpi"
+)
+
+// stemcell uploads a tiny raw image for one test and deletes it after.
+func (tc *testCloud) stemcell(t *testing.T) cpi.StemcellCID {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "root.img")
+	require.NoError(t, os.WriteFile(p, bytes.Repeat([]byte{0}, 4096), 0o644))
+	sc, err := tc.cpi.CreateStemcell(context.Background(), p, cpi.Props{"disk_format": "raw"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tc.cpi.DeleteStemcell(context.Background(), sc) })
+	return sc
+}
+
+func (tc *testCloud) inv(t *testing.T) []string {
+	t.Helper()
+	inv, err := tc.inventory()
+	require.NoError(t, err)
+	return inv
+}
+
+// assertCPIError checks the BOSH error type, ok_to_retry and message parts.
+func assertCPIError(t *testing.T, err error, typ string, retry bool, parts ...string) {
+	t.Helper()
+	require.Error(t, err)
+	var ce *cpi.Error
+	require.True(t, errors.As(err, &ce), "error %v must be a *cpi.Error", err)
+	assert.Equal(t, typ, ce.Type, "error type of %v", err)
+	assert.Equal(t, retry, ce.OkToRetry, "ok_to_retry of %v", err)
+	for _, p := range parts {
+		assert.Contains(t, err.Error(), p)
+	}
+}
+
+// TestCreateVMFailures: each failure is reported clearly, typed, and leaves
+// nothing behind (server, ports, floating IP).
+func TestCreateVMFailures(t *testing.T) {
+	tc := newTestCloud(t)
+	ctx := context.Background()
+	sc := tc.stemcell(t)
+	tiny := cpi.Props{"instance_type": "m1.tiny"}
+	cases := []struct {
+		name   string
+		props  cpi.Props
+		nets   cpi.Networks
+		retry  bool
+		is     []error
+		parts  []string
+	}{
+		{name: "flavor not found", props: cpi.Props{"instance_type": "m9.huge"}, nets: tc.manual("10.0.0.60"),
+			parts: []string{`flavor "m9.huge" not found`, "m1.tiny"}},
+		{name: "no flavor fits cpu/ram", props: cpi.Props{"cpu": 64, "ram": 1 << 20}, nets: tc.manual("10.0.0.60"),
+			parts: []string{"no flavor has at least 64 vCPUs"}},
+		{name: "security group not found", props: cpi.Props{"instance_type": "m1.tiny", "security_groups": []string{"no-such-sg"}}, nets: tc.manual("10.0.0.60"),
+			parts: []string{`security group "no-such-sg" not found`}},
+		{name: "network not found", props: tiny, is: []error{cpi.ErrNetworkNotFound},
+			nets:  cpi.Networks{"private": {Type: "manual", IP: "10.0.0.60", CloudProperties: cpi.Props{"net_id": "6a3e1c62-0000-4000-8000-000000000000"}}},
+			parts: []string{"6a3e1c62-0000-4000-8000-000000000000 not found", "not a subnet ID"}},
+		{name: "ip outside the subnet", props: tiny, nets: tc.manual("192.168.77.5"),
+			parts: []string{"192.168.77.5", "subnet"}},
+		{name: "key pair not found", props: cpi.Props{"instance_type": "m1.tiny", "key_name": "no-such-key"}, nets: tc.manual("10.0.0.60"),
+			parts: []string{`key pair "no-such-key" does not exist`}},
+		{name: "vip without ip or pool", props: tiny,
+			nets: func() cpi.Networks {
+				n := tc.manual("10.0.0.61")
+				n["public"] = cpi.Network{Type: "vip"}
+				return n
+			}(),
+			parts: []string{"vip network public has no ip"}},
+		{name: "stemcell not found", props: tiny, nets: tc.manual("10.0.0.60"), is: []error{cpi.ErrStemcellNotFound}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := tc.inv(t)
+			stemcell := sc
+			if c.name == "stemcell not found" {
+				stemcell = "d0d0d0d0-0000-4000-8000-000000000000"
+			}
+			_, _, err := tc.cpi.CreateVM(ctx, "agent-fail", stemcell, c.props, c.nets, nil, cpi.Env{})
+			typ := cpi.TypeVMCreationFail
+			if c.name == "stemcell not found" {
+				typ = cpi.TypeCloudError
+			}
+			assertCPIError(t, err, typ, c.retry, c.parts...)
+			for _, s := range c.is {
+				assert.ErrorIs(t, err, s)
+			}
+			assert.Equal(t, before, tc.inv(t), "a failed create_vm leaves nothing behind")
+		})
+	}
+}
+
+// TestIPInUse: a static IP that a VM holds is refused for the next VM, naming
+// the port that holds it, and the failed create leaves nothing.
+func TestIPInUse(t *testing.T) {
+	tc := newTestCloud(t)
+	ctx := context.Background()
+	sc := tc.stemcell(t)
+	vm, _, err := tc.cpi.CreateVM(ctx, "agent-a", sc, cpi.Props{"instance_type": "m1.tiny"}, tc.manual("10.0.0.70"), nil, cpi.Env{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, tc.cpi.DeleteVM(ctx, vm)) }()
+	before := tc.inv(t)
+	_, _, err = tc.cpi.CreateVM(ctx, "agent-b", sc, cpi.Props{"instance_type": "m1.tiny"}, tc.manual("10.0.0.70"), nil, cpi.Env{})
+	assertCPIError(t, err, cpi.TypeVMCreationFail, false, "IP 10.0.0.70 is already in use by port", string(vm))
+	assert.Equal(t, before, tc.inv(t))
+}
+
+// TestDynamicNetworkFloatingIPAndOptions: a dynamic network gets Neutron's IP
+// with the subnet's mask and gateway, a vip network with a pool gets a fresh
+// floating IP bound to the VM's port and released by delete_vm; key pair,
+// availability zone, server group hint, metadata and human-readable names
+// reach Nova.
+func TestDynamicNetworkFloatingIPAndOptions(t *testing.T) {
+	tc := newTestCloud(t)
+	ctx := context.Background()
+	sc := tc.stemcell(t)
+	kp, err := keypairs.Create(ctx, tc.cpi.c.compute, keypairs.CreateOpts{Name: "kpaas-test-" + newUUID()[:8],
+		PublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBn6Zs5e9aU9kAh1fKQXf2y0o0dQ2qC2r2fE3b1cNqK4 test"}).Extract()
+	require.NoError(t, err)
+	defer keypairs.Delete(ctx, tc.cpi.c.compute, kp.Name, nil)
+	sg, err := servergroups.Create(ctx, tc.cpi.c.compute, servergroups.CreateOpts{Name: "kpaas-test", Policy: "soft-anti-affinity"}).Extract()
+	require.NoError(t, err)
+	defer servergroups.Delete(ctx, tc.cpi.c.compute, sg.ID)
+
+	before := tc.inv(t)
+	nets := cpi.Networks{
+		"private": {Type: "dynamic", Default: []string{"dns", "gateway"}, CloudProperties: cpi.Props{"net_id": tc.privNet}},
+		"public":  {Type: "vip", CloudProperties: cpi.Props{"floating_network_id": tc.pubNet}},
+	}
+	props := cpi.Props{"cpu": 1, "ram": 512, "key_name": kp.Name, "availability_zone": "nova",
+		"scheduler_hints": map[string]any{"group": sg.ID}, "metadata": map[string]any{"purpose": "test"}}
+	human := *tc.cpi
+	human.cfg.OpenStack.HumanReadableVMNames = true
+	vm, got, err := human.CreateVM(ctx, "agent-dyn", sc, props, nets, nil, cpi.Env{})
+	require.NoError(t, err)
+
+	ip := net.ParseIP(got["private"].IP)
+	require.NotNil(t, ip, "dynamic IP assigned: %+v", got["private"])
+	assert.True(t, (&net.IPNet{IP: net.IPv4(10, 0, 0, 0), Mask: net.CIDRMask(24, 32)}).Contains(ip))
+	assert.Equal(t, "255.255.255.0", got["private"].Netmask)
+	assert.Equal(t, "10.0.0.1", got["private"].Gateway)
+	assert.NotEmpty(t, got["private"].MAC)
+	fip := net.ParseIP(got["public"].IP)
+	require.NotNil(t, fip, "floating IP allocated: %+v", got["public"])
+	assert.True(t, (&net.IPNet{IP: net.IPv4(172, 24, 4, 0), Mask: net.CIDRMask(24, 32)}).Contains(fip))
+
+	s, err := servers.Get(ctx, tc.cpi.c.compute, string(vm)).Extract()
+	require.NoError(t, err)
+	assert.Equal(t, kp.Name, s.KeyName)
+	assert.Equal(t, "test", s.Metadata["purpose"])
+	assert.Equal(t, "agent-dyn", s.Metadata["agent_id"])
+	assert.Equal(t, "m1.tiny", s.Flavor["original_name"], "smallest flavor with 1 vCPU and 512 MiB")
+	grp, err := servergroups.Get(ctx, tc.cpi.c.compute, sg.ID).Extract()
+	require.NoError(t, err)
+	assert.Contains(t, grp.Members, string(vm), "scheduler hint group places the VM in the server group")
+
+	require.NoError(t, human.SetVMMetadata(ctx, vm, cpi.Metadata{"name": "router/0", "deployment": "cf"}))
+	s, err = servers.Get(ctx, tc.cpi.c.compute, string(vm)).Extract()
+	require.NoError(t, err)
+	assert.Equal(t, "router/0", s.Name)
+	assert.Equal(t, "cf", s.Metadata["deployment"])
+
+	require.NoError(t, tc.cpi.DeleteVM(ctx, vm))
+	assert.Equal(t, before, tc.inv(t), "delete_vm releases the ports and the floating IP it allocated")
+}
+
+// TestOperatorFloatingIP: a vip IP the operator allocated is bound to the VM
+// and, after delete_vm, stays allocated to the project, unbound.
+func TestOperatorFloatingIP(t *testing.T) {
+	tc := newTestCloud(t)
+	ctx := context.Background()
+	sc := tc.stemcell(t)
+	f, err := floatingips.Create(ctx, tc.cpi.c.network, floatingips.CreateOpts{FloatingNetworkID: tc.pubNet}).Extract()
+	require.NoError(t, err)
+	defer floatingips.Delete(ctx, tc.cpi.c.network, f.ID)
+	nets := tc.manual("10.0.0.80")
+	nets["public"] = cpi.Network{Type: "vip", IP: f.FloatingIP}
+	vm, got, err := tc.cpi.CreateVM(ctx, "agent-fip", sc, cpi.Props{"instance_type": "m1.tiny"}, nets, nil, cpi.Env{})
+	require.NoError(t, err)
+	assert.Equal(t, f.FloatingIP, got["public"].IP)
+	bound, err := floatingips.Get(ctx, tc.cpi.c.network, f.ID).Extract()
+	require.NoError(t, err)
+	assert.Equal(t, "10.0.0.80", bound.FixedIP)
+	require.NoError(t, tc.cpi.DeleteVM(ctx, vm))
+	after, err := floatingips.Get(ctx, tc.cpi.c.network, f.ID).Extract()
+	require.NoError(t, err, "the operator's floating IP stays allocated")
+	assert.Empty(t, after.PortID)
+}
+
+// TestBootFromVolume: the root disk is a Cinder volume made from the image,
+// not listed by get_disks, and deleted with the VM.
+func TestBootFromVolume(t *testing.T) {
+	tc := newTestCloud(t)
+	ctx := context.Background()
+	sc := tc.stemcell(t)
+	before := tc.inv(t)
+	vm, _, err := tc.cpi.CreateVM(ctx, "agent-bfv", sc, cpi.Props{"instance_type": "m1.tiny", "boot_from_volume": true, "root_disk": map[string]any{"size": 2}}, tc.manual("10.0.0.90"), nil, cpi.Env{})
+	require.NoError(t, err)
+	s, err := servers.Get(ctx, tc.cpi.c.compute, string(vm)).Extract()
+	require.NoError(t, err)
+	require.Len(t, s.AttachedVolumes, 1, "the boot volume")
+	v, err := volumes.Get(ctx, tc.cpi.c.volume, s.AttachedVolumes[0].ID).Extract()
+	require.NoError(t, err)
+	assert.Equal(t, 2, v.Size, "root_disk.size in GiB")
+	assert.Equal(t, "true", v.Bootable)
+	disks, err := tc.cpi.GetDisks(ctx, vm)
+	require.NoError(t, err)
+	assert.Empty(t, disks, "get_disks lists persistent disks only")
+	require.NoError(t, tc.cpi.DeleteVM(ctx, vm))
+	assert.Equal(t, before, tc.inv(t), "the boot volume goes with the VM")
+}
+
+// TestServerError: a server that goes to ERROR (here: its boot volume exceeds
+// the Cinder quota) fails create_vm with Nova's fault, ok_to_retry, and the
+// server and ports are deleted.
+func TestServerError(t *testing.T) {
+	tc := newTestCloud(t)
+	ctx := context.Background()
+	sc := tc.stemcell(t)
+	before := tc.inv(t)
+	_, _, err := tc.cpi.CreateVM(ctx, "agent-err", sc, cpi.Props{"instance_type": "m1.tiny", "boot_from_volume": true, "root_disk": map[string]any{"size": 2000000}}, tc.manual("10.0.0.91"), nil, cpi.Env{})
+	require.Error(t, err)
+	var ce *cpi.Error
+	require.True(t, errors.As(err, &ce))
+	assert.Equal(t, cpi.TypeVMCreationFail, ce.Type)
+	t.Logf("create_vm error: %v (ok_to_retry=%v)", err, ce.OkToRetry)
+	assert.Equal(t, before, tc.inv(t), "server, boot volume and ports cleaned up")
+}
+
+// TestDiskQuotaExceeded: a disk beyond the project's Cinder quota is refused
+// with a message that says so, not retryable.
+func TestDiskQuotaExceeded(t *testing.T) {
+	tc := newTestCloud(t)
+	before := tc.inv(t)
+	_, err := tc.cpi.CreateDisk(context.Background(), 2000000*1024, nil, "")
+	assertCPIError(t, err, cpi.TypeCloudError, false, "quota")
+	assert.Equal(t, before, tc.inv(t))
+}
+
+// TestStemcells: the stemcell's image tarball (root.img inside a gzipped tar)
+// reaches Glance byte for byte; a light stemcell names an existing image and
+// delete_stemcell leaves that image alone.
+func TestStemcells(t *testing.T) {
+	tc := newTestCloud(t)
+	ctx := context.Background()
+	root := bytes.Repeat([]byte("kpaas-root-img-"), 70000) // ~1 MiB
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "./root.img", Mode: 0o644, Size: int64(len(root))}))
+	_, err := tw.Write(root)
+	require.NoError(t, err)
+	require.NoError(t, tw.Close())
+	require.NoError(t, gz.Close())
+	p := filepath.Join(t.TempDir(), "image")
+	require.NoError(t, os.WriteFile(p, buf.Bytes(), 0o644))
+	var progress []int64
+	c := *tc.cpi
+	c.deps.Progress = func(sent, total int64) { progress = append(progress, sent) }
+	sc, err := c.CreateStemcell(ctx, p, cpi.Props{"disk_format": "raw", "name": "bosh-openstack-kvm-ubuntu-jammy-go_agent", "version": "1.8", "os_distro": "ubuntu"})
+	require.NoError(t, err)
+	img, err := images.Get(ctx, tc.cpi.c.image, string(sc)).Extract()
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(root)), img.SizeBytes, "Glance holds root.img, not the tarball")
+	assert.Equal(t, "bosh-openstack-kvm-ubuntu-jammy-go_agent/1.8", img.Name)
+	assert.Equal(t, "ubuntu", img.Properties["os_distro"])
+	require.NotEmpty(t, progress)
+	assert.Equal(t, int64(len(root)), progress[len(progress)-1], "progress reaches the total")
+	require.NoError(t, tc.cpi.DeleteStemcell(ctx, sc))
+
+	pages, err := images.List(tc.cpi.c.image, images.ListOpts{Name: "fake-image"}).AllPages(ctx)
+	require.NoError(t, err)
+	is, err := images.ExtractImages(pages)
+	require.NoError(t, err)
+	require.NotEmpty(t, is, "setup.sh seeds fake-image")
+	light, err := tc.cpi.CreateStemcell(ctx, "", cpi.Props{"image_id": is[0].ID})
+	require.NoError(t, err)
+	assert.Equal(t, cpi.StemcellCID(is[0].ID+" light"), light)
+	require.NoError(t, tc.cpi.DeleteStemcell(ctx, light))
+	_, err = images.Get(ctx, tc.cpi.c.image, is[0].ID).Extract()
+	assert.NoError(t, err, "delete_stemcell of a light stemcell keeps the image")
+	_, err = tc.cpi.CreateStemcell(ctx, "", cpi.Props{"image_id": "d0d0d0d0-0000-4000-8000-000000000000"})
+	assertCPIError(t, err, cpi.TypeCloudError, false, "does not exist")
+}
+
+// TestAuth: project and domains by name, application credentials, and a
+// wrong password told apart from an unreachable Keystone.
+func TestAuth(t *testing.T) {
+	tc := newTestCloud(t)
+	ctx := context.Background()
+	base := configFromEnv(tc.userEnv)
+
+	byName := base
+	byName.OpenStack.ProjectID, byName.OpenStack.Project = "", tc.userEnv["OS_PROJECT_NAME"]
+	byName.OpenStack.UserDomainID, byName.OpenStack.ProjectDomainID, byName.OpenStack.Domain = "", "", "Default"
+	_, err := New(ctx, byName, Deps{}, nil)
+	require.NoError(t, err, "project and domain by name")
+
+	wrong := base
+	wrong.OpenStack.APIKey = "not-the-password"
+	_, err = New(ctx, wrong, Deps{}, nil)
+	assertCPIError(t, err, cpi.TypeCloudError, false, "Keystone refused the credentials")
+
+	down := base
+	down.OpenStack.AuthURL = "http://127.0.0.1:9/v3"
+	zero := 0
+	down.OpenStack.MaxRetries = &zero
+	_, err = New(ctx, down, Deps{}, nil)
+	assertCPIError(t, err, cpi.TypeCloudError, true, "127.0.0.1:9")
+
+	// Application credential of the demo user, made for this test.
+	user, err := tokens.Get(ctx, mustIdentity(t, tc), tc.cpi.c.provider.Token()).ExtractUser()
+	require.NoError(t, err)
+	ac, err := applicationcredentials.Create(ctx, mustIdentity(t, tc), user.ID, applicationcredentials.CreateOpts{Name: "kpaas-test-" + newUUID()[:8]}).Extract()
+	require.NoError(t, err)
+	defer applicationcredentials.Delete(ctx, mustIdentity(t, tc), user.ID, ac.ID)
+	app := Config{OpenStack: OpenStackConfig{AuthURL: base.OpenStack.AuthURL, Region: base.OpenStack.Region,
+		ApplicationCredentialID: ac.ID, ApplicationCredentialSecret: ac.Secret}}
+	c, err := New(ctx, app, Deps{}, nil)
+	require.NoError(t, err, "application credential by id")
+	ok, err := c.HasVM(ctx, "d0d0d0d0-0000-4000-8000-000000000000")
+	require.NoError(t, err)
+	assert.False(t, ok)
+	byACName := app
+	byACName.OpenStack.ApplicationCredentialID, byACName.OpenStack.ApplicationCredentialName = "", ac.Name
+	byACName.OpenStack.Username, byACName.OpenStack.UserDomainID = tc.userEnv["OS_USERNAME"], "default"
+	_, err = New(ctx, byACName, Deps{}, nil)
+	require.NoError(t, err, "application credential by name and user")
+}
+
+func mustIdentity(t *testing.T, tc *testCloud) *gophercloudServiceClient {
+	t.Helper()
+	c, err := gos.NewIdentityV3(tc.cpi.c.provider, gophercloudEndpointOpts(tc.cpi.cfg.OpenStack.Region))
+	require.NoError(t, err)
+	return c
+}
+
