@@ -66,12 +66,12 @@ func TestCreateVMFailures(t *testing.T) {
 	sc := tc.stemcell(t)
 	tiny := cpi.Props{"instance_type": "m1.tiny"}
 	cases := []struct {
-		name   string
-		props  cpi.Props
-		nets   cpi.Networks
-		retry  bool
-		is     []error
-		parts  []string
+		name  string
+		props cpi.Props
+		nets  cpi.Networks
+		retry bool
+		is    []error
+		parts []string
 	}{
 		{name: "flavor not found", props: cpi.Props{"instance_type": "m9.huge"}, nets: tc.manual("10.0.0.60"),
 			parts: []string{`flavor "m9.huge" not found`, "m1.tiny"}},
@@ -360,4 +360,3 @@ func mustIdentity(t *testing.T, tc *testCloud) *gophercloudServiceClient {
 	require.NoError(t, err)
 	return c
 }
-
