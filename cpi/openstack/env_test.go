@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 )
 
@@ -98,12 +99,16 @@ func configFromEnv(env map[string]string) Config {
 
 // counter counts HTTP requests, for API calls per operation.
 type counter struct {
-	rt http.RoundTripper
-	n  atomic.Int64
+	rt   http.RoundTripper
+	n    atomic.Int64
+	hook func(method, host, path string)
 }
 
 func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.n.Add(1)
+	if h := c.hook; h != nil {
+		h(r.Method, r.URL.Host, r.URL.Path)
+	}
 	return c.rt.RoundTrip(r)
 }
 
@@ -155,4 +160,14 @@ type gophercloudServiceClient = gophercloud.ServiceClient
 
 func gophercloudEndpointOpts(region string) gophercloud.EndpointOpts {
 	return gophercloud.EndpointOpts{Region: region}
+}
+
+func (tc *testCloud) imageID(t testing.TB, name string) string {
+	t.Helper()
+	pages, err := images.List(tc.cpi.c.image, images.ListOpts{Name: name}).AllPages(context.Background())
+	require.NoError(t, err)
+	is, err := images.ExtractImages(pages)
+	require.NoError(t, err)
+	require.NotEmpty(t, is, "image %q (seeded by setup.sh) not found", name)
+	return is[0].ID
 }
