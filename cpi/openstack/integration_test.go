@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -359,4 +361,27 @@ func mustIdentity(t *testing.T, tc *testCloud) *gophercloudServiceClient {
 	c, err := gos.NewIdentityV3(tc.cpi.c.provider, gophercloudEndpointOpts(tc.cpi.cfg.OpenStack.Region))
 	require.NoError(t, err)
 	return c
+}
+
+// TestCancelledCreateVMCleansUp: create_vm cancelled right after it sends the
+// server create (the answer may never arrive) still deletes the server and
+// its port before returning (CTX-1, VM-3).
+func TestCancelledCreateVMCleansUp(t *testing.T) {
+	tc := newTestCloud(t)
+	sc := tc.stemcell(t)
+	before := tc.inv(t)
+	for _, delay := range []time.Duration{0, 300 * time.Millisecond} {
+		ctx, cancel := context.WithCancel(context.Background())
+		tc.calls.hook = func(method, host, path string) {
+			if method == "POST" && strings.HasSuffix(path, "/servers") {
+				time.AfterFunc(delay, cancel)
+			}
+		}
+		_, _, err := tc.cpi.CreateVM(ctx, "agent-cancel", sc, cpi.Props{"instance_type": "m1.tiny"}, tc.manual("10.0.0.95"), nil, cpi.Env{})
+		tc.calls.hook = nil
+		cancel()
+		assertCPIError(t, err, cpi.TypeVMCreationFail, false)
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.Equal(t, before, tc.inv(t), "cancelled %v after the server create: nothing left", delay)
+	}
 }

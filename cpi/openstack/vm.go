@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
@@ -357,6 +358,14 @@ func (o *CPI) createVM(ctx context.Context, name string, agentID cpi.AgentID, im
 	}
 	srv, err := servers.Create(ctx, o.c.compute, keypairs.CreateOptsExt{CreateOptsBuilder: create, KeyName: keyName}, hints).Extract()
 	if err != nil {
+		if statusOf(err) == 0 {
+			// No answer (cancelled, timed out, connection lost): Nova may
+			// have made the server anyway. Find it by its unique name so the
+			// cleanup deletes it.
+			cctx, cancel := o.cleanupCtx(ctx)
+			made.server = o.findServer(cctx, name)
+			cancel()
+		}
 		return "", nil, o.serverCreateError(name, flavor, keyName, err)
 	}
 	made.server = srv.ID
@@ -378,6 +387,31 @@ func (o *CPI) createVM(ctx context.Context, name string, agentID cpi.AgentID, im
 	}
 	return cpi.VMCID(srv.ID), result, nil
 }
+
+// findServer returns the ID of the server called name, or "". Nova may
+// still be working on the request that got no answer, so it looks for
+// orphanWait before concluding there is none.
+func (o *CPI) findServer(ctx context.Context, name string) string {
+	deadline := time.Now().Add(orphanWait)
+	for {
+		pages, err := servers.ListSimple(o.c.compute, servers.ListOpts{Name: "^" + name + "$"}).AllPages(ctx)
+		if err == nil {
+			if ss, err := servers.ExtractServers(pages); err == nil && len(ss) > 0 {
+				return ss[0].ID
+			}
+		} else {
+			o.log.Warn("looking for a server whose creation got no answer", "name", name, "error", err)
+		}
+		if time.Now().After(deadline) || o.sleep(ctx, time.Second) != nil {
+			o.log.Warn("no server found for a create that got no answer", "name", name)
+			return ""
+		}
+	}
+}
+
+// orphanWait is how long create_vm looks for a server whose create request
+// got no answer.
+const orphanWait = 15 * time.Second
 
 // portError explains a failed port creation: network not found, IP in use
 // (naming what holds it), IP outside the subnet, quota.
