@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -19,6 +21,7 @@ import (
 	gos "github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/quotasets"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servergroups"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/applicationcredentials"
@@ -203,9 +206,50 @@ func TestOperatorFloatingIP(t *testing.T) {
 	defer floatingips.Delete(ctx, tc.cpi.c.network, f.ID)
 	nets := tc.manual("10.0.0.80")
 	nets["public"] = cpi.Network{Type: "vip", IP: f.FloatingIP}
-	vm, got, err := tc.cpi.CreateVM(ctx, "agent-fip", sc, cpi.Props{"instance_type": "m1.tiny"}, nets, nil, cpi.Env{})
+	drive := *tc.cpi
+	drive.cfg.OpenStack.ConfigDrive = "disk"
+	vm, got, err := drive.CreateVM(ctx, "agent-fip", sc, cpi.Props{"instance_type": "m1.tiny"}, nets, nil, cpi.Env{})
 	require.NoError(t, err)
 	assert.Equal(t, f.FloatingIP, got["public"].IP)
+
+	// The settings travel in user_data and on the config drive, with
+	// bosh-openstack-cpi's additions.
+	var srv struct {
+		Name        string `json:"name"`
+		ConfigDrive string `json:"config_drive"`
+		UserData    string `json:"OS-EXT-SRV-ATTR:user_data"`
+	}
+	client := tc.cpi.c.compute
+	if tc.admin != nil {
+		client = tc.admin.c.compute
+	}
+	require.NoError(t, servers.Get(ctx, client, string(vm)).ExtractIntoStructPtr(&srv, "server"))
+	assert.Equal(t, "True", srv.ConfigDrive, "openstack.config_drive asks Nova for a config drive")
+	if tc.admin != nil {
+		raw, err := base64.StdEncoding.DecodeString(srv.UserData)
+		require.NoError(t, err)
+		var ud struct {
+			Server   struct{ Name string }         `json:"server"`
+			DNS      struct{ Nameserver []string } `json:"dns"`
+			Networks map[string]struct {
+				Type    string `json:"type"`
+				IP      string `json:"ip"`
+				MAC     string `json:"mac"`
+				UseDHCP bool   `json:"use_dhcp"`
+			} `json:"networks"`
+			Disks struct {
+				System string `json:"system"`
+			} `json:"disks"`
+		}
+		require.NoError(t, json.Unmarshal(raw, &ud), "%s", raw)
+		assert.Equal(t, srv.Name, ud.Server.Name)
+		assert.Equal(t, []string{"8.8.8.8"}, ud.DNS.Nameserver)
+		assert.Equal(t, got["private"].MAC, ud.Networks["private"].MAC)
+		assert.True(t, ud.Networks["private"].UseDHCP, "openstack.use_dhcp defaults to true")
+		assert.Equal(t, "vip", ud.Networks["public"].Type)
+		assert.Equal(t, f.FloatingIP, ud.Networks["public"].IP)
+		assert.Equal(t, "/dev/sda", ud.Disks.System)
+	}
 	bound, err := floatingips.Get(ctx, tc.cpi.c.network, f.ID).Extract()
 	require.NoError(t, err)
 	assert.Equal(t, "10.0.0.80", bound.FixedIP)
@@ -384,4 +428,30 @@ func TestCancelledCreateVMCleansUp(t *testing.T) {
 		assert.ErrorIs(t, err, context.Canceled)
 		assert.Equal(t, before, tc.inv(t), "cancelled %v after the server create: nothing left", delay)
 	}
+}
+
+// TestInstanceQuotaExceeded: with the project's instance quota used up (set
+// by the admin for this test), create_vm says so, is not retryable, and
+// leaves no port behind.
+func TestInstanceQuotaExceeded(t *testing.T) {
+	tc := newTestCloud(t)
+	if tc.admin == nil {
+		t.Skip("needs the admin rc beside the demo rc to lower the demo project's quota")
+	}
+	ctx := context.Background()
+	sc := tc.stemcell(t)
+	project := tc.userEnv["OS_PROJECT_ID"]
+	q, err := quotasets.Get(ctx, tc.admin.c.compute, project).Extract()
+	require.NoError(t, err)
+	zero, prev := 0, q.Instances
+	_, err = quotasets.Update(ctx, tc.admin.c.compute, project, quotasets.UpdateOpts{Instances: &zero}).Extract()
+	require.NoError(t, err)
+	defer func() {
+		_, err := quotasets.Update(ctx, tc.admin.c.compute, project, quotasets.UpdateOpts{Instances: &prev}).Extract()
+		require.NoError(t, err, "restoring the demo project's instance quota to %d", prev)
+	}()
+	before := tc.inv(t)
+	_, _, err = tc.cpi.CreateVM(ctx, "agent-quota", sc, cpi.Props{"instance_type": "m1.tiny"}, tc.manual("10.0.0.96"), nil, cpi.Env{})
+	assertCPIError(t, err, cpi.TypeVMCreationFail, false, "Quota exceeded", "quota is exhausted")
+	assert.Equal(t, before, tc.inv(t))
 }
