@@ -93,6 +93,13 @@ func Tiny(ctx context.Context, o TinyOptions) (*Manifest, error) {
 			return nil, fmt.Errorf("linking busybox applet %s: %w", applet, err)
 		}
 	}
+	// busybox-static has no blkid and no mkfs.ext4, which the agent runs to
+	// find or make a persistent disk's filesystem: small shims for ext only.
+	for p, script := range tinyShims {
+		if err := os.WriteFile(filepath.Join(root, p), []byte(script), 0o755); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", p, err)
+		}
+	}
 	if err := installAgent(o.BuildOptions, root); err != nil {
 		return nil, err
 	}
@@ -102,6 +109,26 @@ func Tiny(ctx context.Context, o TinyOptions) (*Manifest, error) {
 		CloudProperties: map[string]any{"name": "bosh-kpaas-local-busybox-go_agent", "version": o.Version, "infrastructure": "local", "hypervisor": "namespaces", "os_type": "linux", "architecture": "x86_64"},
 	}
 	return &mf, pack(ctx, o.BuildOptions, root, work, mf)
+}
+
+// tinyShims stand in for util-linux's blkid and e2fsprogs' mkfs.ext4 in the
+// tiny stemcell (ext2/3/4 only: what the local cloud's disks carry).
+var tinyShims = map[string]string{
+	"sbin/blkid": `#!/bin/sh
+# kpaas tiny stemcell: blkid for ext2/3/4 only (busybox-static has none).
+# Accepts blkid's flags, looks at the last argument.
+for dev; do :; done
+[ -r "$dev" ] || exit 2
+magic=$(dd if="$dev" bs=1 skip=1080 count=2 2>/dev/null | od -An -tx1 | tr -d ' \n')
+if [ "$magic" = "53ef" ]; then echo ext4; exit 0; fi
+exit 2
+`,
+	"sbin/mkfs.ext4": `#!/bin/sh
+# kpaas tiny stemcell: mkfs.ext4 through busybox mke2fs (an ext2 filesystem,
+# which the kernel's ext4 driver mounts). Flags other than -F are ignored.
+for dev; do :; done
+exec mke2fs -F "$dev"
+`,
 }
 
 // DebianOptions configure the Debian stemcell.
@@ -142,16 +169,9 @@ func Debian(ctx context.Context, o DebianOptions) (*Manifest, error) {
 	}
 	defer cleanup()
 	root := filepath.Join(work, "rootfs")
-	o.step("Running debootstrap --variant=minbase %s (%s)", o.Suite, o.Mirror)
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+strings.Join(o.Include, ","), o.Suite, root, o.Mirror)
-	var tail bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&lineProgress{w: o.Progress, prefix: "  debootstrap: "}, &tail)
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("debootstrap %s: %w: %s", o.Suite, err, lastLines(tail.String(), 10))
+	if err := debootstrap(ctx, o, root); err != nil {
+		return nil, err
 	}
-	o.step("debootstrap done in %s", time.Since(start).Round(time.Second))
 	// Trim what a VM never uses.
 	for _, p := range []string{"var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale"} {
 		_ = os.RemoveAll(filepath.Join(root, p))
@@ -217,6 +237,11 @@ func ensureLine(path, prefix, line string) {
 	}
 }
 
+// LocalAgentConfig is the agent.json of local-cloud stemcells: settings come
+// from the file the local CPI writes (BOSH's warden stemcells do the same).
+const LocalAgentConfig = `{"Platform":{"Linux":{"UsePreformattedPersistentDisk":true,"SkipDiskSetup":true}},` +
+	`"Infrastructure":{"Settings":{"Sources":[{"Type":"File","SettingsPath":"/var/vcap/bosh/warden-cpi-agent-env.json"}]}}}` + "\n"
+
 func installAgent(o BuildOptions, root string) error {
 	if o.AgentBinary == "" {
 		return fmt.Errorf("no agent binary given: build cmd/kpaas-agent (CGO_ENABLED=0 go build -o kpaas-agent ./cmd/kpaas-agent) and pass it with --agent")
@@ -225,6 +250,9 @@ func installAgent(o BuildOptions, root string) error {
 		return fmt.Errorf("agent binary: %w (build it with CGO_ENABLED=0)", err)
 	}
 	o.step("Installing agent %s at %s", o.AgentBinary, AgentPath)
+	if err := os.WriteFile(filepath.Join(root, "var/vcap/bosh/agent.json"), []byte(LocalAgentConfig), 0o644); err != nil {
+		return fmt.Errorf("writing agent.json: %w", err)
+	}
 	return copyFile(o.AgentBinary, filepath.Join(root, AgentPath), 0o755)
 }
 

@@ -118,7 +118,7 @@ func TestTinyStemcell(t *testing.T) {
 	require.NoError(t, err)
 	list, err := exec.Command("tar", "-tzvf", tb.ImagePath).Output()
 	require.NoError(t, err)
-	for _, want := range []string{"./bin/busybox", "./bin/sh -> busybox", "./var/vcap/bosh/bin/kpaas-agent", "./var/vcap/store/", "./etc/passwd"} {
+	for _, want := range []string{"./bin/busybox", "./bin/sh -> busybox", "./var/vcap/bosh/bin/kpaas-agent", "./var/vcap/store/", "./etc/passwd", "./sbin/blkid", "./sbin/mkfs.ext4", "./var/vcap/bosh/agent.json"} {
 		assert.Contains(t, string(list), want)
 	}
 }
@@ -132,4 +132,36 @@ func TestBuildersRefuseADynamicAgent(t *testing.T) {
 	assert.Contains(t, err.Error(), "dynamically linked")
 	_, err = stemcells.Tiny(context.Background(), stemcells.TinyOptions{BuildOptions: stemcells.BuildOptions{Out: filepath.Join(t.TempDir(), "x.tgz")}})
 	assert.ErrorContains(t, err, "no agent binary given")
+}
+
+func TestTinyShimsFindAndMakeExtFilesystems(t *testing.T) {
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("busybox-static is not installed")
+	}
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skip("e2fsprogs is not installed")
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "tiny.tgz")
+	_, err := stemcells.Tiny(context.Background(), stemcells.TinyOptions{BuildOptions: stemcells.BuildOptions{AgentBinary: "/bin/busybox", Out: out, WorkDir: filepath.Join(dir, "work")}})
+	require.NoError(t, err)
+	root := filepath.Join(dir, "work", "rootfs")
+	sh := func(args ...string) (string, error) {
+		cmd := exec.Command("/bin/busybox", append([]string{"sh"}, args...)...)
+		cmd.Env = []string{"PATH=" + filepath.Join(root, "bin") + ":" + filepath.Join(root, "sbin") + ":/usr/bin:/bin"}
+		b, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(b)), err
+	}
+	img := filepath.Join(dir, "disk.img")
+	require.NoError(t, os.WriteFile(img, make([]byte, 8<<20), 0o644))
+	typ, err := sh(filepath.Join(root, "sbin/blkid"), "-p", "-o", "value", "-s", "TYPE", img)
+	assert.Error(t, err, "a blank disk has no filesystem")
+	assert.Empty(t, typ)
+	_, err = sh(filepath.Join(root, "sbin/mkfs.ext4"), "-q", "-F", img)
+	require.NoError(t, err)
+	typ, err = sh(filepath.Join(root, "sbin/blkid"), "-p", "-o", "value", "-s", "TYPE", img)
+	require.NoError(t, err)
+	assert.Equal(t, "ext4", typ)
+	fsck, err := exec.Command("e2fsck", "-n", img).CombinedOutput()
+	assert.NoError(t, err, "e2fsprogs accepts the filesystem: %s", fsck)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 
 	"github.com/kpaas/kpaas/cpi"
 	"github.com/kpaas/kpaas/pkg/agent/settings"
@@ -60,6 +61,7 @@ type Fake struct {
 	calls []Call
 	fail  map[string][]error
 	file  string
+	lock  *os.File // flock held during a call, in file mode
 	// Capabilities declared in Info; all by default.
 	Capabilities []cpi.Capability
 }
@@ -188,6 +190,23 @@ func (f *Fake) Settings(cid cpi.VMCID) (*settings.Settings, error) {
 // caller must call end.
 func (f *Fake) begin(method string, args ...any) error {
 	f.mu.Lock()
+	if f.file != "" {
+		// Several processes (`kpaas cpi fake` calls in parallel) share the
+		// file: lock it and reload for every call.
+		if lk, err := os.OpenFile(f.file+".lock", os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+			if syscall.Flock(int(lk.Fd()), syscall.LOCK_EX) == nil {
+				f.lock = lk
+			} else {
+				lk.Close()
+			}
+		}
+		if b, err := os.ReadFile(f.file); err == nil {
+			var st fakeState
+			if json.Unmarshal(b, &st) == nil {
+				f.st = st
+			}
+		}
+	}
 	f.calls = append(f.calls, Call{Method: method, Args: args})
 	if q := f.fail[method]; len(q) > 0 {
 		f.fail[method] = q[1:]
@@ -200,6 +219,9 @@ func (f *Fake) end() error {
 	defer f.mu.Unlock()
 	if f.file == "" {
 		return nil
+	}
+	if f.lock != nil {
+		defer func() { f.lock.Close(); f.lock = nil }()
 	}
 	b, err := json.Marshal(f.st)
 	if err != nil {

@@ -221,3 +221,24 @@ func TestSecretsAreNotLogged(t *testing.T) {
 	fv, _ := f.VM(f.VMs()[0])
 	assert.Equal(t, "-----BEGIN PRIVATE KEY-----", fv.Settings.Env.Kpaas.HostKey, "the CPI itself gets the secret")
 }
+
+func TestParallelProcessesShareTheFileFake(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "fake.json")
+	c := external.New(external.Config{Command: os.Args[0], Env: []string{"KPAAS_TEST_FAKE_CPI_STATE=" + state}, Timeout: 30 * time.Second})
+	const n = 10
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, errs[i] = c.CreateDisk(context.Background(), 1, nil, "") }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	f, err := cpitest.NewFakeFile(state)
+	require.NoError(t, err)
+	inv, err := f.Inventory()
+	require.NoError(t, err)
+	assert.Len(t, inv, n, "no call lost another's update")
+}

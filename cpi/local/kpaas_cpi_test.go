@@ -112,3 +112,61 @@ func TestKpaasCPILocalThroughExternal(t *testing.T) {
 		}, 5*time.Second, 10*time.Millisecond, "VM init pid %d is still on the host", pid)
 	}
 }
+
+// TestParallelCallsFromSeparateProcesses: max_in_flight runs several `kpaas
+// cpi local` processes at once; dynamic IPs must not collide and every VM
+// must come up (the state directory's lock is between processes).
+func TestParallelCallsFromSeparateProcesses(t *testing.T) {
+	needRoot(t)
+	kpaas := buildKpaas(t)
+	dir, err := os.MkdirTemp("", "kpaas-local-par-")
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	cfg := filepath.Join(t.TempDir(), "cpi.json")
+	b, _ := json.Marshal(map[string]any{"dir": dir})
+	require.NoError(t, os.WriteFile(cfg, b, 0o600))
+	c := external.New(external.Config{Command: kpaas, Args: []string{"cpi", "local", "--config", cfg}, Timeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := c.CreateStemcell(ctx, stemcellImage(t), nil)
+	require.NoError(t, err)
+
+	const n = 8
+	ips := make([]string, n)
+	vms := make([]cpi.VMCID, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vm, nets, err := c.CreateVM(ctx, cpi.AgentID(fmt.Sprint("p", i)), st, nil,
+				cpi.Networks{"d": {Type: "dynamic", CloudProperties: cpi.Props{"range": "10.213.17.0/24"}}}, nil, nil)
+			vms[i], errs[i] = vm, err
+			if err == nil {
+				ips[i] = nets["d"].IP
+			}
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i := range n {
+		require.NoError(t, errs[i])
+		assert.False(t, seen[ips[i]], "IP %s handed out twice", ips[i])
+		seen[ips[i]] = true
+		id, err := waitAnswer(ctx, ips[i], "id")
+		require.NoError(t, err)
+		assert.Equal(t, fmt.Sprint("p", i), id, "the VM at %s is the one create_vm said", ips[i])
+	}
+	for _, vm := range vms {
+		wg.Add(1)
+		go func() { defer wg.Done(); assert.NoError(t, c.DeleteVM(ctx, vm)) }()
+	}
+	wg.Wait()
+	require.NoError(t, c.DeleteStemcell(ctx, st))
+	view, err := local.New(local.Config{Dir: dir}, nil)
+	require.NoError(t, err)
+	inv, err := view.Inventory()
+	require.NoError(t, err)
+	assert.Empty(t, inv)
+}

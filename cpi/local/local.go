@@ -46,6 +46,10 @@ type Config struct {
 	// execs the agent (default: this executable's hidden `cpi local-vm-init`).
 	// The spec file path is appended.
 	InitCommand []string `json:"init_command,omitempty"`
+	// NoIPForward leaves the host's net.ipv4.ip_forward alone. By default the
+	// local cloud turns it on when it creates a bridge, so VMs on different
+	// networks reach each other through the host (as bosh-lite does).
+	NoIPForward bool `json:"no_ip_forward,omitempty"`
 	// StartTimeout bounds starting one VM (default 30s).
 	StartTimeout time.Duration `json:"-"`
 }

@@ -193,6 +193,8 @@ func TestVMIsAnIsolatedNamespaceWithItsAgentAsInit(t *testing.T) {
 	assert.Equal(t, "1", pid, "the agent is PID 1 of its own PID namespace")
 	host, _ := ask(ctx, "10.213.2.10", "hostname")
 	assert.Equal(t, "agent-iso", host, "own UTS namespace")
+	resolved, _ := ask(ctx, "10.213.2.10", "resolve agent-iso")
+	assert.Equal(t, "10.213.2.10", resolved, "the VM resolves its own hostname")
 	ips, _ := ask(ctx, "10.213.2.10", "ips")
 	assert.Contains(t, ips, "10.213.2.10/24")
 	assert.NotContains(t, ips, "10.213.2.1/", "own network namespace: the host's bridge address is not inside")
@@ -205,6 +207,8 @@ func TestVMIsAnIsolatedNamespaceWithItsAgentAsInit(t *testing.T) {
 	assert.True(t, infos[0].Running)
 	mem := readCgroupFile(t, vm, "memory", "memory.limit_in_bytes", "memory.max")
 	assert.Equal(t, fmt.Sprint(64<<20), mem, "ram from cloud_properties is the memory limit")
+	quota := readCgroupFile(t, vm, "cpu", "cpu.cfs_quota_us", "cpu.max")
+	assert.Contains(t, []string{"50000", "50000 100000"}, quota, "cpu 0.5 is half a CPU's quota")
 	require.NoError(t, l.DeleteVM(ctx, vm))
 }
 
@@ -295,6 +299,29 @@ func TestSeveralNetworksStaticAndDynamic(t *testing.T) {
 	require.NoError(t, l.DeleteVM(ctx, vm2))
 }
 
+func TestVMsOnDifferentNetworksReachEachOtherThroughTheHost(t *testing.T) {
+	l := newCloud(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := l.CreateStemcell(ctx, stemcellImage(t), nil)
+	require.NoError(t, err)
+	a, _ := createVM(t, l, st, nil, cpi.Networks{"a": manual(15, 10)})
+	b, _ := createVM(t, l, st, nil, cpi.Networks{"b": manual(16, 10)})
+	c, _ := createVM(t, l, st, nil, cpi.Networks{"a": manual(15, 11)})
+	for _, ip := range []string{"10.213.16.10", "10.213.15.11"} {
+		_, err = waitAnswer(ctx, ip, "id")
+		require.NoError(t, err)
+	}
+	out, err := waitAnswer(ctx, "10.213.15.10", "dial 10.213.16.10:6868")
+	require.NoError(t, err)
+	assert.Equal(t, "ok", out, "routed through the host between bridges")
+	out, _ = ask(ctx, "10.213.15.10", "dial 10.213.15.11:6868")
+	assert.Equal(t, "ok", out, "same bridge")
+	for _, vm := range []cpi.VMCID{a, b, c} {
+		require.NoError(t, l.DeleteVM(ctx, vm))
+	}
+}
+
 func TestRecreatedVMWithTheSameIPAnswersAtOnce(t *testing.T) {
 	l := newCloud(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -332,7 +359,13 @@ func TestHostRebootIsRecoveredByRebootVM(t *testing.T) {
 	require.Len(t, infos, 1)
 	require.NoError(t, exec.Command("kill", "-9", fmt.Sprint(infos[0].PID)).Run())
 	require.Eventually(t, func() bool { ok, _ := l.Running(ctx, vm); return !ok }, 5*time.Second, 5*time.Millisecond)
-	_ = exec.Command("losetup", "-D").Run() // only detaches unused loops; ours is unused now
+	img := filepath.Join(l.Dir(), "disks", string(disk)+".img")
+	loops, err := exec.Command("losetup", "-j", img, "-O", "NAME", "-n").Output()
+	require.NoError(t, err)
+	require.NotEmpty(t, strings.TrimSpace(string(loops)), "the disk was on a loop device")
+	for _, dev := range strings.Fields(string(loops)) {
+		require.NoError(t, exec.Command("losetup", "-d", dev).Run())
+	}
 	inv, _ := l.Inventory()
 	for _, item := range inv {
 		if strings.HasPrefix(item, "link/kb") {

@@ -195,6 +195,11 @@ func (l *Local) ensureBridges(nics []nic) error {
 		}
 	}
 	if changed {
+		if !l.cfg.NoIPForward {
+			if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
+				l.log.Warn("cannot turn on IP forwarding; VMs on different networks will not reach each other", "err", err)
+			}
+		}
 		return writeJSON(l.bridgesFile(), recs)
 	}
 	return nil

@@ -3,7 +3,6 @@ package local
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -200,7 +199,11 @@ func (l *Local) writeSettings(rec *vmRecord, env cpi.Env) error {
 			fmt.Fprintf(&resolv, "nameserver %s\n", d)
 		}
 	}
-	files := map[string]string{"etc/hostname": hostname(rec) + "\n", "etc/resolv.conf": resolv.String()}
+	hosts := "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
+	if _, n, ok := s.DefaultNetwork(); ok && n.IP != "" {
+		hosts += fmt.Sprintf("%s %s\n", n.IP, hostname(rec))
+	}
+	files := map[string]string{"etc/hostname": hostname(rec) + "\n", "etc/resolv.conf": resolv.String(), "etc/hosts": hosts}
 	for p, c := range files {
 		if err := os.WriteFile(filepath.Join(upper, p), []byte(c), 0o644); err != nil {
 			return err
@@ -530,5 +533,3 @@ func (l *Local) VMs() ([]VMInfo, error) {
 	}
 	return out, nil
 }
-
-var _ = json.Marshal

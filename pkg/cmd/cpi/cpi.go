@@ -79,9 +79,32 @@ func cpiRun(cmd *cobra.Command, opts *Options) error {
 	}
 	logger := opts.Factory.Logger().With("cpi", opts.Driver)
 	open := func(cc rpc.CallContext) (cpi.CPI, error) {
-		return opts.Registry.Open(opts.Driver, config, logger.With("request_id", cc.RequestID))
+		cfg, err := withContextProperties(config, cc.Properties)
+		if err != nil {
+			return nil, err
+		}
+		return opts.Registry.Open(opts.Driver, cfg, logger.With("request_id", cc.RequestID))
 	}
 	return rpc.Serve(cmd.Context(), open, opts.IO.In, opts.IO.Out)
+}
+
+// withContextProperties overlays the properties a director sends in the
+// request context (a multi-CPI cpi-config's properties, e.g. credentials) on
+// the configuration file's top-level keys.
+func withContextProperties(config json.RawMessage, props map[string]any) (json.RawMessage, error) {
+	if len(props) == 0 {
+		return config, nil
+	}
+	m := map[string]any{}
+	if len(config) > 0 {
+		if err := json.Unmarshal(config, &m); err != nil {
+			return nil, fmt.Errorf("cpi config must be a JSON object to take the context's properties: %w", err)
+		}
+	}
+	for k, v := range props {
+		m[k] = v
+	}
+	return json.Marshal(m)
 }
 
 func contains(xs []string, x string) bool {

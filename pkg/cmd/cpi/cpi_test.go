@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -90,4 +91,21 @@ func TestUnknownDriverIsAUsageError(t *testing.T) {
 	var fe *cmdutil.FlagError
 	assert.ErrorAs(t, err, &fe)
 	assert.Contains(t, err.Error(), "known: external, fake")
+}
+
+func TestContextPropertiesConfigureTheDriver(t *testing.T) {
+	// A director with a multi-CPI cpi-config sends the CPI's properties in
+	// the request context; here the fake's state file arrives that way.
+	state := filepath.Join(t.TempDir(), "state.json")
+	ios, _, out, _ := ui.Test()
+	ios.In = strings.NewReader(`{"method":"create_disk","arguments":[10,{},null],"context":{"director_uuid":"d","request_id":"r","state_file":"` + state + `"},"api_version":2}`)
+	cmd := NewCmdCPI(testFactory(ios), nil)
+	cmd.SetArgs([]string{"fake"})
+	require.NoError(t, cmd.Execute())
+	assert.Contains(t, out.String(), `"result":"disk-1"`)
+	f, err := cpitest.NewFakeFile(state)
+	require.NoError(t, err)
+	ok, err := f.HasDisk(context.Background(), "disk-1")
+	require.NoError(t, err)
+	assert.True(t, ok)
 }

@@ -33,6 +33,7 @@ type Options struct {
 	Version string
 	Format  string
 	WorkDir string
+	DiskMiB int
 }
 
 // NewCmdCreateStemcell builds `kpaas create-stemcell`. runF replaces the run function in tests.
@@ -50,10 +51,17 @@ an image, here a tar.gz of the root filesystem) with kpaas-agent at
   --os busybox   the tiny test stemcell: busybox-static and the agent, built offline
                  in under a second.
 
-Only the local cloud's format is built today (--format local); qcow2 (OpenStack) and
-OVA (vSphere) images come with those CPIs.`,
+  --format qcow2 (with --os debian) builds OpenStack's format instead: a bootable qcow2
+                 disk (MBR, ext4 labelled root, extlinux, systemd starting kpaas-agent, DHCP),
+                 with agent.json reading the config drive, then the metadata service. Needs
+                 extlinux, syslinux-common and qemu-utils besides debootstrap.
+  --format ova   (with --os debian) vSphere's format: image.ovf, a streamOptimized
+                 image-disk1.vmdk of the same boot disk (generic kernel, open-vm-tools)
+                 and image.mf; agent.json reads guestinfo.`,
 		Example: `  kpaas create-stemcell --os busybox --agent bin/kpaas-agent -o tiny.tgz
   sudo kpaas create-stemcell --os debian --agent bin/kpaas-agent -o bookworm.tgz
+  sudo kpaas create-stemcell --os debian --format qcow2 --agent bin/kpaas-agent -o openstack.tgz
+  sudo kpaas create-stemcell --os debian --format ova --agent bin/kpaas-agent -o vsphere.tgz
   kpaas create-stemcell --os busybox --agent bin/kpaas-agent --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -66,7 +74,9 @@ OVA (vSphere) images come with those CPIs.`,
 			switch opts.Format {
 			case "local":
 			case "qcow2", "ova":
-				return fmt.Errorf("--format %s is not built yet: only the local cloud's format (local) is; qcow2 and OVA come with the OpenStack and vSphere CPIs", opts.Format)
+				if opts.OS != "debian" {
+					return cmdutil.FlagErrorf("--format %s needs --os debian (the tiny stemcell does not boot a kernel)", opts.Format)
+				}
 			default:
 				return cmdutil.FlagErrorf("--format must be local, qcow2 or ova, not %q", opts.Format)
 			}
@@ -90,7 +100,8 @@ OVA (vSphere) images come with those CPIs.`,
 	fl.StringVar(&opts.Busybox, "busybox", "/bin/busybox", "Static busybox `file` (with --os busybox)")
 	fl.StringVarP(&opts.Out, "output", "o", "", "Stemcell tarball to write (default: <name>-<version>.tgz)")
 	fl.StringVar(&opts.Version, "version", "", "Stemcell version (default: the UTC date and time)")
-	fl.StringVar(&opts.Format, "format", "local", "Image format: local (tar.gz rootfs); qcow2 and ova are not built yet")
+	fl.StringVar(&opts.Format, "format", "local", "Image format: local (tar.gz rootfs, the local cloud), qcow2 (OpenStack, QEMU) or ova (vSphere: OVF + streamOptimized vmdk)")
+	fl.IntVar(&opts.DiskMiB, "disk-size", 3072, "Root disk size in MiB (with --format qcow2 or ova)")
 	fl.StringVar(&opts.WorkDir, "work-dir", "", "Keep the build's rootfs in `dir` (default: a temp dir, removed)")
 	return cmd
 }
@@ -129,9 +140,14 @@ func createStemcellRun(ctx context.Context, opts *Options) error {
 	bo := stemcells.BuildOptions{AgentBinary: opts.Agent, Out: tmpOut, Version: opts.Version, WorkDir: opts.WorkDir, Progress: opts.IO.ErrOut, Now: opts.Now}
 	var mf *stemcells.Manifest
 	var err error
-	if opts.OS == "busybox" {
+	switch {
+	case opts.OS == "busybox":
 		mf, err = stemcells.Tiny(ctx, stemcells.TinyOptions{BuildOptions: bo, Busybox: opts.Busybox})
-	} else {
+	case opts.Format == "qcow2":
+		mf, err = stemcells.OpenStack(ctx, stemcells.OpenStackOptions{DebianOptions: stemcells.DebianOptions{BuildOptions: bo, Suite: opts.Suite, Mirror: opts.Mirror}, DiskMiB: opts.DiskMiB})
+	case opts.Format == "ova":
+		mf, err = stemcells.VSphere(ctx, stemcells.OpenStackOptions{DebianOptions: stemcells.DebianOptions{BuildOptions: bo, Suite: opts.Suite, Mirror: opts.Mirror}, DiskMiB: opts.DiskMiB})
+	default:
 		mf, err = stemcells.Debian(ctx, stemcells.DebianOptions{BuildOptions: bo, Suite: opts.Suite, Mirror: opts.Mirror})
 	}
 	if err != nil {

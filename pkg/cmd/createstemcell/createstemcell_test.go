@@ -32,7 +32,10 @@ func TestArgsToOptions(t *testing.T) {
 		{argv: []string{"--os", "busybox", "--agent", "a", "-o", "t.tgz"}, want: Options{OS: "busybox", Agent: "a", Out: "t.tgz", Format: "local", Suite: "bookworm"}},
 		{argv: []string{"--agent", "a", "--suite", "trixie"}, want: Options{OS: "debian", Agent: "a", Format: "local", Suite: "trixie"}},
 		{argv: []string{"--os", "alpine", "--agent", "a"}, wantErr: "--os must be debian or busybox"},
-		{argv: []string{"--agent", "a", "--format", "qcow2"}, wantErr: "qcow2 is not built yet"},
+		{argv: []string{"--agent", "a", "--format", "vhd"}, wantErr: "--format must be local, qcow2 or ova"},
+		{argv: []string{"--os", "busybox", "--agent", "a", "--format", "ova"}, wantErr: "--format ova needs --os debian"},
+		{argv: []string{"--os", "busybox", "--agent", "a", "--format", "qcow2"}, wantErr: "--format qcow2 needs --os debian"},
+		{argv: []string{"--agent", "a", "--format", "qcow2"}, want: Options{OS: "debian", Agent: "a", Format: "qcow2", Suite: "bookworm"}},
 		{argv: []string{"--os", "busybox"}, wantErr: "--agent is required"},
 	}
 	for _, tt := range tests {

@@ -1,7 +1,7 @@
 // Command testinit stands in for kpaas-agent in the local cloud's tests: run
 // as a VM's init, it reads the agent settings and answers one-line commands
 // on TCP port 6868 (id, pid, hostname, stat PATH, mount DEV DIR, umount DIR,
-// write PATH DATA, read PATH, ips).
+// write PATH DATA, read PATH, ips, dial HOST:PORT).
 package main
 
 import (
@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 )
 
 type settings struct {
@@ -50,6 +51,13 @@ func serve(c net.Conn, s settings) {
 		reply("%s", s.AgentID)
 	case "pid":
 		reply("%d", os.Getpid())
+	case "resolve":
+		addrs, err := net.LookupHost(f[1])
+		if err != nil {
+			reply("error: %v", err)
+			return
+		}
+		reply("%s", strings.Join(addrs, ","))
 	case "hostname":
 		h, _ := os.Hostname()
 		reply("%s", h)
@@ -89,6 +97,14 @@ func serve(c net.Conn, s settings) {
 			return
 		}
 		reply("%s", b)
+	case "dial":
+		d, err := net.DialTimeout("tcp", f[1], 2*time.Second)
+		if err != nil {
+			reply("error: %v", err)
+			return
+		}
+		d.Close()
+		reply("ok")
 	case "ips":
 		addrs, _ := net.InterfaceAddrs()
 		var out []string
