@@ -74,27 +74,53 @@ type ConnectionOptions struct {
 // ParseConfig reads the driver configuration in any of the shapes a BOSH
 // CPI receives it: the job's cpi.json ({"cloud":{"properties":{...}}}), the
 // properties themselves ({"openstack":{...},"agent":{...}}), or a flat
-// cpi-config entry's properties ({"auth_url":..., "username":...}).
+// cpi-config entry's properties ({"auth_url":..., "username":...}). Flat keys
+// beside those blocks (a multi-CPI request context's properties, which
+// `kpaas cpi` overlays on the top level) go into the openstack block, as
+// bosh-openstack-cpi merges them.
 func ParseConfig(b []byte) (Config, error) {
-	var probe map[string]json.RawMessage
-	if err := json.Unmarshal(b, &probe); err != nil {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil {
 		return Config{}, fmt.Errorf("parsing openstack cpi config: %w", err)
 	}
-	if cloud, ok := probe["cloud"]; ok {
+	layers := []map[string]json.RawMessage{top}
+	if cloud, ok := top["cloud"]; ok {
 		var c struct {
-			Properties json.RawMessage `json:"properties"`
+			Properties map[string]json.RawMessage `json:"properties"`
 		}
 		if err := json.Unmarshal(cloud, &c); err != nil {
 			return Config{}, fmt.Errorf("parsing openstack cpi config cloud block: %w", err)
 		}
-		return ParseConfig(c.Properties)
+		layers = []map[string]json.RawMessage{c.Properties, top}
 	}
+	block := map[string]json.RawMessage{}
 	var c Config
-	if _, ok := probe["openstack"]; ok {
-		if err := json.Unmarshal(b, &c); err != nil {
-			return Config{}, fmt.Errorf("parsing openstack cpi config: %w", err)
+	for _, layer := range layers {
+		if raw, ok := layer["openstack"]; ok {
+			if err := json.Unmarshal(raw, &block); err != nil {
+				return Config{}, fmt.Errorf("parsing openstack cpi config openstack block: %w", err)
+			}
 		}
-	} else if err := json.Unmarshal(b, &c.OpenStack); err != nil {
+		if raw, ok := layer["agent"]; ok {
+			if err := json.Unmarshal(raw, &c.Agent); err != nil {
+				return Config{}, fmt.Errorf("parsing openstack cpi config agent block: %w", err)
+			}
+		}
+	}
+	for _, layer := range layers {
+		for k, v := range layer {
+			switch k {
+			case "openstack", "agent", "cloud", "registry", "plugin":
+			default:
+				block[k] = v
+			}
+		}
+	}
+	merged, err := json.Marshal(block)
+	if err != nil {
+		return Config{}, fmt.Errorf("parsing openstack cpi config: %w", err)
+	}
+	if err := json.Unmarshal(merged, &c.OpenStack); err != nil {
 		return Config{}, fmt.Errorf("parsing openstack cpi config: %w", err)
 	}
 	return c, c.Validate()

@@ -40,6 +40,19 @@ func TestParseConfigShapes(t *testing.T) {
 	}
 }
 
+// TestParseConfigContextOverlay: a multi-CPI context's flat properties
+// (overlaid at the top level by kpaas cpi) replace the job's openstack keys.
+func TestParseConfigContextOverlay(t *testing.T) {
+	doc := `{"cloud":{"properties":{"openstack":{"auth_url":"https://a/v3","username":"u","api_key":"p","project":"ap","use_dhcp":false},"agent":{"ntp":["x"]}}},"auth_url":"https://b/v3","api_key":"q"}`
+	c, err := ParseConfig([]byte(doc))
+	require.NoError(t, err)
+	assert.Equal(t, "https://b/v3", c.OpenStack.AuthURL)
+	assert.Equal(t, "q", c.OpenStack.password())
+	assert.Equal(t, "u", c.OpenStack.Username)
+	assert.False(t, c.OpenStack.useDHCP())
+	assert.Equal(t, []any{"x"}, c.Agent["ntp"])
+}
+
 func TestValidateSaysEveryProblem(t *testing.T) {
 	_, err := ParseConfig([]byte(`{"openstack":{"config_drive":"floppy","use_nova_networking":true}}`))
 	require.Error(t, err)
