@@ -15,6 +15,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 )
 
 // ciPointer is where .ci/setup-openstack.sh records the demorc it made, so
@@ -170,4 +171,24 @@ func (tc *testCloud) imageID(t testing.TB, name string) string {
 	require.NoError(t, err)
 	require.NotEmpty(t, is, "image %q (seeded by setup.sh) not found", name)
 	return is[0].ID
+}
+
+// deletePortsNamed deletes the project's unbound ports whose name ends with suffix.
+func (tc *testCloud) deletePortsNamed(ctx context.Context, suffix string) error {
+	pages, err := ports.List(tc.cpi.c.network, ports.ListOpts{}).AllPages(ctx)
+	if err != nil {
+		return err
+	}
+	ps, err := ports.ExtractPorts(pages)
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if p.DeviceID == "" && strings.HasSuffix(p.Name, suffix) {
+			if err := ports.Delete(ctx, tc.cpi.c.network, p.ID).ExtractErr(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
