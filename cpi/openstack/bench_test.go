@@ -78,14 +78,14 @@ func TestAPICallsPerCreateVM(t *testing.T) {
 	sc, err := tc.cpi.CreateStemcell(ctx, "", cpi.Props{"image_id": tc.imageID(t, "fake-image")})
 	require.NoError(t, err)
 	rec := &recorder{}
-	tc.calls.hook = rec.add
+	tc.calls.setHook(rec.add)
 	vm, _, err := tc.cpi.CreateVM(ctx, "agent-calls", sc, cpi.Props{"instance_type": "m1.tiny"}, tc.manual("10.0.0.199"), nil, cpi.Env{})
-	tc.calls.hook = nil
+	tc.calls.setHook(nil)
 	require.NoError(t, err)
 	create := rec.take()
-	tc.calls.hook = rec.add
+	tc.calls.setHook(rec.add)
 	require.NoError(t, tc.cpi.DeleteVM(ctx, vm))
-	tc.calls.hook = nil
+	tc.calls.setHook(nil)
 	del := rec.take()
 	t.Logf("create_vm: %d calls: %s", create.total(), create)
 	t.Logf("delete_vm: %d calls: %s", del.total(), del)

@@ -29,6 +29,9 @@ const ciPointer = "/tmp/kpaas-ci/openstack-rc"
 // rc file (to read back user_data, which only admins may see).
 func cloudEnv(t testing.TB) (user, admin map[string]string) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test against a real OpenStack; skipped with -short")
+	}
 	if os.Getenv("OS_AUTH_URL") != "" {
 		user = map[string]string{}
 		for _, kv := range os.Environ() {
@@ -102,13 +105,22 @@ func configFromEnv(env map[string]string) Config {
 type counter struct {
 	rt   http.RoundTripper
 	n    atomic.Int64
-	hook func(method, host, path string)
+	hook atomic.Pointer[func(method, host, path string)]
+}
+
+// setHook makes every request call h (nil: none).
+func (c *counter) setHook(h func(method, host, path string)) {
+	if h == nil {
+		c.hook.Store(nil)
+		return
+	}
+	c.hook.Store(&h)
 }
 
 func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.n.Add(1)
-	if h := c.hook; h != nil {
-		h(r.Method, r.URL.Host, r.URL.Path)
+	if h := c.hook.Load(); h != nil {
+		(*h)(r.Method, r.URL.Host, r.URL.Path)
 	}
 	return c.rt.RoundTrip(r)
 }

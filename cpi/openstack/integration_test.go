@@ -416,13 +416,13 @@ func TestCancelledCreateVMCleansUp(t *testing.T) {
 	before := tc.inv(t)
 	for _, delay := range []time.Duration{0, 300 * time.Millisecond} {
 		ctx, cancel := context.WithCancel(context.Background())
-		tc.calls.hook = func(method, host, path string) {
+		tc.calls.setHook(func(method, host, path string) {
 			if method == "POST" && strings.HasSuffix(path, "/servers") {
 				time.AfterFunc(delay, cancel)
 			}
-		}
+		})
 		_, _, err := tc.cpi.CreateVM(ctx, "agent-cancel", sc, cpi.Props{"instance_type": "m1.tiny"}, tc.manual("10.0.0.95"), nil, cpi.Env{})
-		tc.calls.hook = nil
+		tc.calls.setHook(nil)
 		cancel()
 		assertCPIError(t, err, cpi.TypeVMCreationFail, false)
 		assert.ErrorIs(t, err, context.Canceled)
