@@ -55,6 +55,9 @@ type OpenStackConfig struct {
 	IgnoreServerAvailabilityZone bool   `json:"ignore_server_availability_zone,omitempty"`
 	StemcellPublicVisibility     bool   `json:"stemcell_public_visibility,omitempty"`
 	UseNovaNetworking            bool   `json:"use_nova_networking,omitempty"`
+	// EnableAutoAntiAffinity puts each instance group's VMs in a
+	// soft-anti-affinity server group (named after env.bosh.group).
+	EnableAutoAntiAffinity bool `json:"enable_auto_anti_affinity,omitempty"`
 
 	// StateTimeout bounds each wait for a resource state, in seconds (default 300).
 	StateTimeout float64 `json:"state_timeout,omitempty"`

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/snapshots"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servergroups"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/floatingips"
@@ -91,6 +92,17 @@ func (tc *testCloud) inventory() ([]string, error) {
 	}
 	for _, f := range fs {
 		out = append(out, "fip:"+f.ID+" port="+f.PortID)
+	}
+	gp, err := servergroups.List(tc.cpi.c.compute, nil).AllPages(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gs, err := servergroups.ExtractServerGroups(gp)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range gs {
+		out = append(out, "servergroup:"+g.ID+" "+g.Name)
 	}
 	sort.Strings(out)
 	return out, nil

@@ -8,10 +8,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -454,4 +456,45 @@ func TestInstanceQuotaExceeded(t *testing.T) {
 	_, _, err = tc.cpi.CreateVM(ctx, "agent-quota", sc, cpi.Props{"instance_type": "m1.tiny"}, tc.manual("10.0.0.96"), nil, cpi.Env{})
 	assertCPIError(t, err, cpi.TypeVMCreationFail, false, "Quota exceeded", "quota is exhausted")
 	assert.Equal(t, before, tc.inv(t))
+}
+
+// TestAutoAntiAffinity: with openstack.enable_auto_anti_affinity, the VMs of
+// one instance group (env.bosh.group) created in parallel share one
+// soft-anti-affinity server group, which goes with the last VM.
+func TestAutoAntiAffinity(t *testing.T) {
+	tc := newTestCloud(t)
+	ctx := context.Background()
+	sc := tc.stemcell(t)
+	c := *tc.cpi
+	c.cfg.OpenStack.EnableAutoAntiAffinity = true
+	before := tc.inv(t)
+	env := cpi.Env{"bosh": map[string]any{"group": "kpaas-cf-router"}}
+	vms := make([]cpi.VMCID, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range vms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vms[i], _, errs[i] = c.CreateVM(ctx, cpi.AgentID(fmt.Sprintf("agent-aa-%d", i)), sc, cpi.Props{"instance_type": "m1.tiny"}, tc.manual(fmt.Sprintf("10.0.0.%d", 110+i)), nil, env)
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, errors.Join(errs...))
+	pages, err := servergroups.List(tc.cpi.c.compute, nil).AllPages(ctx)
+	require.NoError(t, err)
+	gs, err := servergroups.ExtractServerGroups(pages)
+	require.NoError(t, err)
+	var mine []servergroups.ServerGroup
+	for _, g := range gs {
+		if g.Name == "kpaas-kpaas-cf-router" {
+			mine = append(mine, g)
+		}
+	}
+	require.Len(t, mine, 1, "one server group for the instance group")
+	assert.ElementsMatch(t, []string{string(vms[0]), string(vms[1])}, mine[0].Members)
+	assert.Equal(t, "soft-anti-affinity", *mine[0].Policy)
+	require.NoError(t, c.DeleteVM(ctx, vms[0]))
+	require.NoError(t, c.DeleteVM(ctx, vms[1]))
+	assert.Equal(t, before, tc.inv(t), "the server group goes with its last VM")
 }

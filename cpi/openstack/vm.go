@@ -35,6 +35,7 @@ type vmCreation struct {
 	ports  []string
 	fips   []string
 	server string
+	group  string // auto anti-affinity server group, deleted when left empty
 }
 
 // CreateVM creates a Nova server on Neutron ports, waits for ACTIVE, binds the
@@ -345,6 +346,20 @@ func (o *CPI) createVM(ctx context.Context, name string, agentID cpi.AgentID, im
 		keyName = o.cfg.OpenStack.DefaultKeyName
 	}
 	var hints servers.SchedulerHintOptsBuilder
+	if _, given := vp.SchedulerHints["group"]; !given && o.cfg.OpenStack.EnableAutoAntiAffinity {
+		if group := boshGroup(env); group != "" {
+			id, err := o.antiAffinityGroup(ctx, group)
+			if err != nil {
+				return "", nil, err
+			}
+			if vp.SchedulerHints == nil {
+				vp.SchedulerHints = map[string]any{}
+			}
+			vp.SchedulerHints["group"] = id
+			create.Metadata[groupKey] = id
+			made.group = id
+		}
+	}
 	if len(vp.SchedulerHints) > 0 {
 		h := servers.SchedulerHintOpts{AdditionalProperties: map[string]any{}}
 		for k, v := range vp.SchedulerHints {
@@ -575,6 +590,11 @@ func (o *CPI) undo(ctx context.Context, m vmCreation) error {
 			errs = append(errs, fmt.Errorf("deleting port %s: %w", id, err))
 		}
 	}
+	if m.group != "" {
+		if err := o.deleteGroupIfEmpty(ctx, m.group); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -627,7 +647,7 @@ func (o *CPI) DeleteVM(ctx context.Context, cid cpi.VMCID) error {
 	if err != nil {
 		return apiErr("listing ports of server "+id, err)
 	}
-	m := vmCreation{server: id}
+	m := vmCreation{server: id, group: srv.Metadata[groupKey]}
 	for _, p := range ps {
 		m.ports = append(m.ports, p.ID)
 	}
