@@ -267,8 +267,15 @@ func TestBootFromVolume(t *testing.T) {
 	tc := newTestCloud(t)
 	ctx := context.Background()
 	sc := tc.stemcell(t)
+	// disk locality: a VM made for an existing disk lands in the disk's zone
+	disk, err := tc.cpi.CreateDisk(ctx, 1024, nil, "")
+	require.NoError(t, err)
+	defer func() { require.NoError(t, tc.cpi.DeleteDisk(ctx, disk)) }()
+	_, _, err = tc.cpi.CreateVM(ctx, "agent-az", sc, cpi.Props{"instance_type": "m1.tiny", "availability_zone": "elsewhere"}, tc.manual("10.0.0.90"), []cpi.DiskCID{disk}, cpi.Env{})
+	assertCPIError(t, err, cpi.TypeVMCreationFail, false, "differs from its persistent disks' zone nova")
+
 	before := tc.inv(t)
-	vm, _, err := tc.cpi.CreateVM(ctx, "agent-bfv", sc, cpi.Props{"instance_type": "m1.tiny", "boot_from_volume": true, "root_disk": map[string]any{"size": 2}}, tc.manual("10.0.0.90"), nil, cpi.Env{})
+	vm, _, err := tc.cpi.CreateVM(ctx, "agent-bfv", sc, cpi.Props{"instance_type": "m1.tiny", "boot_from_volume": true, "root_disk": map[string]any{"size": 2}}, tc.manual("10.0.0.90"), []cpi.DiskCID{disk}, cpi.Env{})
 	require.NoError(t, err)
 	s, err := servers.Get(ctx, tc.cpi.c.compute, string(vm)).Extract()
 	require.NoError(t, err)

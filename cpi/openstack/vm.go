@@ -74,6 +74,10 @@ func (o *CPI) CreateVM(ctx context.Context, agentID cpi.AgentID, stemcell cpi.St
 		return "", nil, err
 	}
 
+	if err := o.diskLocality(ctx, &vp, diskCIDs); err != nil {
+		return "", nil, err
+	}
+
 	name := "vm-" + newUUID()
 	var made vmCreation
 	vm, nets, err := o.createVM(ctx, name, agentID, img.ID, flavor, vp, plan, sgIDs, env, &made)
@@ -91,6 +95,32 @@ func (o *CPI) CreateVM(ctx context.Context, agentID cpi.AgentID, stemcell cpi.St
 		return "", nil, cpi.VMCreationFailed(transient(err) || cpi.Retryable(err), err)
 	}
 	return vm, nets, nil
+}
+
+// diskLocality puts the VM in the availability zone of the persistent disks
+// it will get (create_vm's disk_cids), as bosh-openstack-cpi does, unless
+// openstack.ignore_server_availability_zone. Disks in different zones, or a
+// vm_type zone that differs from theirs, are refused.
+func (o *CPI) diskLocality(ctx context.Context, vp *vmProps, diskCIDs []cpi.DiskCID) error {
+	if o.cfg.OpenStack.IgnoreServerAvailabilityZone || len(diskCIDs) == 0 {
+		return nil
+	}
+	zone := ""
+	for _, d := range diskCIDs {
+		v, err := o.getVolume(ctx, d)
+		if err != nil {
+			return err
+		}
+		if zone != "" && v.AvailabilityZone != zone {
+			return cpi.VMCreationFailed(false, fmt.Errorf("persistent disks %v are in different availability zones (%s, %s)", diskCIDs, zone, v.AvailabilityZone))
+		}
+		zone = v.AvailabilityZone
+	}
+	if vp.AvailabilityZone != "" && vp.AvailabilityZone != zone {
+		return cpi.VMCreationFailed(false, fmt.Errorf("the VM's availability zone %s differs from its persistent disks' zone %s; move the disks or set openstack.ignore_server_availability_zone", vp.AvailabilityZone, zone))
+	}
+	vp.AvailabilityZone = zone
+	return nil
 }
 
 // netPlan is create_vm's networks sorted into what they need.
