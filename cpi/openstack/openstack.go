@@ -8,6 +8,30 @@
 // bosh-openstack-cpi-release, so the K-PaaS OpenStack cloud-config and cpi.yml
 // work unchanged.
 //
+// Job properties (Config; BOSH's openstack.* names): auth_url, username +
+// api_key (or password), or application_credential_id/_name + _secret;
+// domain (or user_domain_name/_id, project_domain_name/_id), project or
+// project_id (tenant for Keystone v2 names); region, endpoint_type;
+// connection_options.ca_cert / ssl_verify_peer: false; default_key_name,
+// default_security_groups, default_volume_type, human_readable_vm_names,
+// boot_from_volume, boot_volume_cloud_properties.type, config_drive
+// (disk|cdrom), use_dhcp, ignore_server_availability_zone,
+// stemcell_public_visibility, enable_auto_anti_affinity, state_timeout,
+// wait_resource_poll_interval, max_retries; agent.{mbus,ntp,blobstore} go
+// into the agent settings.
+//
+// vm_type cloud_properties: instance_type (flavor name or ID) or cpu/ram/
+// ephemeral_disk_size (smallest flavor that fits), availability_zone(s),
+// security_groups, key_name, scheduler_hints, boot_from_volume,
+// root_disk.{size,type}, allowed_address_pairs, metadata. Network
+// cloud_properties: net_id, security_groups; a vip network takes the
+// floating IP named by its ip, or allocates one from floating_network_id
+// (released by delete_vm). disk_type cloud_properties: type,
+// availability_zone. Stemcell cloud_properties: disk_format,
+// container_format, name, version, os_distro, ..., or image_id for a light
+// stemcell. Not supported (refused with a message): loadbalancer_pools
+// (Octavia), use_nova_networking.
+//
 // It imports cpi and gophercloud; nothing above it.
 package openstack
 
