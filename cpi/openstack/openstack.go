@@ -78,7 +78,7 @@ func New(ctx context.Context, cfg Config, deps Deps, logger *slog.Logger) (*CPI,
 	}
 	c, err := connect(ctx, cfg.OpenStack, deps, logger)
 	if err != nil {
-		return nil, err
+		return nil, apiErr("connecting to OpenStack", err)
 	}
 	return &CPI{cfg: cfg, deps: deps, log: logger, c: c}, nil
 }

@@ -414,9 +414,12 @@ func (o *CPI) createVM(ctx context.Context, name string, agentID cpi.AgentID, im
 		return "", nil, o.serverCreateError(name, flavor, keyName, err)
 	}
 	made.server = srv.ID
+	o.log.Info("created server; waiting for ACTIVE", "server", srv.ID, "name", name, "flavor", flavor.Name, "az", az, "boot_from_volume", bfv)
+	started := time.Now()
 	if err := o.waitActive(ctx, srv.ID); err != nil {
 		return "", nil, err
 	}
+	o.log.Info("server ACTIVE", "server", srv.ID, "after", time.Since(started).Round(time.Millisecond))
 
 	if plan.vip != "" {
 		ip, fipID, err := o.bindFloatingIP(ctx, srv.ID, plan, portIDs[plan.gateway])
@@ -692,6 +695,7 @@ func (o *CPI) DeleteVM(ctx context.Context, cid cpi.VMCID) error {
 	for _, f := range fips {
 		m.fips = append(m.fips, f.ID)
 	}
+	o.log.Info("deleting server", "server", id, "ports", m.ports, "floating_ips", m.fips)
 	if err := o.undo(ctx, m); err != nil {
 		return cloudErr("deleting VM "+id, err, "run delete_vm again; the VM may be half deleted", true)
 	}
