@@ -640,18 +640,28 @@ func (o *CPI) deleteServer(ctx context.Context, id string) error {
 		return apiErr("deleting server "+id, err)
 	}
 	err := o.poll(ctx, "server "+id+" to be deleted", func(ctx context.Context) (bool, error) {
-		s, err := servers.Get(ctx, o.c.compute, id).Extract()
-		if isNotFound(err) {
+		var s struct {
+			Status    string        `json:"status"`
+			TaskState string        `json:"OS-EXT-STS:task_state"`
+			Fault     servers.Fault `json:"fault"`
+		}
+		r := servers.Get(ctx, o.c.compute, id)
+		if isNotFound(r.Err) {
 			return true, nil
 		}
-		if err != nil {
+		if r.Err != nil {
+			return false, r.Err
+		}
+		if err := r.ExtractIntoStructPtr(&s, "server"); err != nil {
 			return false, err
 		}
 		if s.Status == "DELETED" || s.Status == "SOFT_DELETED" {
 			return true, nil
 		}
-		if s.Status == "ERROR" && s.Fault.Message != "" && !strings.Contains(strings.ToLower(s.Fault.Message), "build") {
-			return false, fmt.Errorf("server %s is in ERROR while deleting: %s", id, s.Fault.Message)
+		// Nova keeps task_state "deleting" until the server is gone; an
+		// ERROR server without it is one whose deletion failed.
+		if s.Status == "ERROR" && s.TaskState == "" {
+			return false, fmt.Errorf("server %s is in ERROR and Nova is no longer deleting it: %s", id, s.Fault.Message)
 		}
 		return false, nil
 	})
