@@ -30,6 +30,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/floatingips"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
 	"github.com/kpaas/kpaas/cpi"
 )
@@ -504,4 +506,37 @@ func TestAutoAntiAffinity(t *testing.T) {
 	require.NoError(t, c.DeleteVM(ctx, vms[0]))
 	require.NoError(t, c.DeleteVM(ctx, vms[1]))
 	assert.Equal(t, before, tc.inv(t), "the server group goes with its last VM")
+}
+
+// TestTwoManualNetworks: a VM on two manual networks gets a port with its
+// static IP on each, in the order of the network names, and both ports go
+// with the VM.
+func TestTwoManualNetworks(t *testing.T) {
+	tc := newTestCloud(t)
+	ctx := context.Background()
+	sc := tc.stemcell(t)
+	n, err := networks.Create(ctx, tc.cpi.c.network, networks.CreateOpts{Name: "kpaas-test-second"}).Extract()
+	require.NoError(t, err)
+	defer networks.Delete(ctx, tc.cpi.c.network, n.ID)
+	_, err = subnets.Create(ctx, tc.cpi.c.network, subnets.CreateOpts{NetworkID: n.ID, CIDR: "10.9.0.0/24", IPVersion: 4}).Extract()
+	require.NoError(t, err)
+
+	before := tc.inv(t)
+	nets := tc.manual("10.0.0.130")
+	nets["second"] = cpi.Network{Type: "manual", IP: "10.9.0.30", Netmask: "255.255.255.0", CloudProperties: cpi.Props{"net_id": n.ID}}
+	drive := *tc.cpi
+	drive.cfg.OpenStack.ConfigDrive = "cdrom"
+	f := false
+	drive.cfg.OpenStack.UseDHCP = &f
+	vm, got, err := drive.CreateVM(ctx, "agent-two", sc, cpi.Props{"instance_type": "m1.tiny"}, nets, nil, cpi.Env{})
+	require.NoError(t, err)
+	assert.Equal(t, "10.0.0.130", got["private"].IP)
+	assert.Equal(t, "10.9.0.30", got["second"].IP)
+	assert.NotEqual(t, got["private"].MAC, got["second"].MAC)
+	s, err := servers.Get(ctx, tc.cpi.c.compute, string(vm)).Extract()
+	require.NoError(t, err)
+	assert.Contains(t, s.Addresses, "private")
+	assert.Contains(t, s.Addresses, "kpaas-test-second")
+	require.NoError(t, tc.cpi.DeleteVM(ctx, vm))
+	assert.Equal(t, before, tc.inv(t))
 }
