@@ -27,6 +27,9 @@ import (
 var version = "dev"
 
 func main() {
+	if runAsInit() {
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "kpaas-agent: %v\n", err)
 		os.Exit(1)
@@ -84,6 +87,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if _, err := a.ServerConfig(); err != nil {
+		return err
+	}
 	for _, w := range a.SetupPlatform(ctx) {
 		log.Warn("platform setup", "err", w)
 	}
@@ -98,6 +104,7 @@ func run() error {
 	}
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe()
+	go a.RotateLogsEvery(serveCtx, 5*time.Minute)
 	errc := make(chan error, 1)
 	go func() { errc <- a.Serve(serveCtx, ln) }()
 	select {
@@ -105,6 +112,7 @@ func run() error {
 		log.Info("signal received: stopping jobs")
 	case <-a.Done():
 		log.Info("shutdown requested")
+		a.WaitSessions(5 * time.Second)
 	case err := <-errc:
 		if err != nil {
 			return err

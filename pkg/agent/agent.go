@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kpaas/kpaas/pkg/agent/protocol"
@@ -38,16 +39,20 @@ type Options struct {
 
 // Agent is one VM's agent.
 type Agent struct {
-	layout     Layout
-	log        *slog.Logger
-	version    string
-	platform   bool
-	blobs      BlobStore
-	supervisor *Supervisor
+	layout   Layout
+	log      *slog.Logger
+	version  string
+	platform bool
+	// fixedLogSize: the supervisor's log size was set by the agent's
+	// options, not by the spec's logging.max_log_file_size
+	fixedLogSize bool
+	blobs        BlobStore
+	supervisor   *Supervisor
 
 	mu       sync.Mutex
 	settings *settings.Settings
 	spec     *protocol.ApplySpec
+	loadErr  error // the applied jobs' processes could not be read
 	cpuPrev  cpuTimes
 
 	lifecycle sync.Mutex // apply, start, stop, drain one at a time
@@ -56,6 +61,7 @@ type Agent struct {
 
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
+	sessions     atomic.Int64
 }
 
 // New builds an agent and restores what it had applied before a restart.
@@ -79,10 +85,11 @@ func New(opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		layout: opts.Layout, log: opts.Logger, version: opts.Version, platform: opts.Platform,
-		blobs:      BlobStore{Dir: opts.Layout.Blobs()},
-		supervisor: NewSupervisor(so),
-		settings:   opts.Settings,
-		shutdown:   make(chan struct{}),
+		blobs:        BlobStore{Dir: opts.Layout.Blobs()},
+		supervisor:   NewSupervisor(so),
+		settings:     opts.Settings,
+		shutdown:     make(chan struct{}),
+		fixedLogSize: opts.Supervisor.LogMaxSize != 0,
 	}
 	if b, err := json.Marshal(opts.Settings); err == nil {
 		writeFileAtomic(opts.Layout.SettingsFile(), b, 0o600)
@@ -151,11 +158,16 @@ func (a *Agent) State(full bool) protocol.State {
 	if a.spec != nil {
 		st.ApplySpec = *a.spec
 	}
+	loadErr := a.loadErr
 	a.mu.Unlock()
 	if st.Packages == nil {
 		st.Packages = map[string]protocol.BlobRef{}
 	}
 	st.JobState = RollUp(err == nil, procs)
+	if loadErr != nil && st.JobState != protocol.JobStopped {
+		// the supervisor cannot tell: BOSH's "monit unreachable"
+		st.JobState = protocol.JobUnknown
+	}
 	if full {
 		st.Vitals = a.vitals()
 	}

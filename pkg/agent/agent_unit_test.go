@@ -242,3 +242,55 @@ func TestBlobStorePutIsAtomic(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, protocol.ErrInvalidRequest, pe.Type)
 }
+
+func TestBlobStorePrune(t *testing.T) {
+	bs := BlobStore{Dir: t.TempDir()}
+	put := func(s string, age time.Duration) string {
+		id := sha256hex([]byte(s))
+		_, err := bs.Put(id, strings.NewReader(s))
+		require.NoError(t, err)
+		old := time.Now().Add(-age)
+		require.NoError(t, os.Chtimes(bs.Path(id), old, old))
+		return id
+	}
+	kept, oldUnused, fresh := put("kept", 2*time.Hour), put("old", 2*time.Hour), put("fresh", time.Minute)
+	os.WriteFile(filepath.Join(bs.Dir, "not-a-blob"), nil, 0o644)
+	assert.Equal(t, 1, bs.Prune(map[string]bool{kept: true}, time.Hour, time.Now()))
+	assert.True(t, bs.Has(kept))
+	assert.False(t, bs.Has(oldUnused))
+	assert.True(t, bs.Has(fresh), "a blob uploaded recently (for the next apply) stays")
+	assert.FileExists(t, filepath.Join(bs.Dir, "not-a-blob"))
+}
+
+func TestRotateJobLogs(t *testing.T) {
+	a, err := New(Options{Layout: Layout{Root: t.TempDir()}, Settings: testSettings()})
+	require.NoError(t, err)
+	dir := filepath.Join(a.layout.SysLog(), "web")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	big := filepath.Join(dir, "access.log")
+	small := filepath.Join(dir, "small.log")
+	os.WriteFile(big, bytes.Repeat([]byte("x"), 200), 0o644)
+	os.WriteFile(small, []byte("tiny"), 0o644)
+	n, err := a.RotateJobLogs(100, 2)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	fi, _ := os.Stat(big)
+	assert.Equal(t, int64(0), fi.Size(), "truncated in place: the writer keeps its file")
+	b, _ := os.ReadFile(big + ".1")
+	assert.Len(t, b, 200)
+	os.WriteFile(big, bytes.Repeat([]byte("y"), 150), 0o644)
+	n, _ = a.RotateJobLogs(100, 2)
+	assert.Equal(t, 1, n)
+	b, _ = os.ReadFile(big + ".2")
+	assert.Len(t, b, 200, "older copies shift up")
+
+	assert.Equal(t, int64(DefaultMaxLogFileSize), a.maxLogFileSize())
+	a.spec = &protocol.ApplySpec{Properties: map[string]any{"logging": map[string]any{"max_log_file_size": "10M"}}}
+	assert.Equal(t, int64(10<<20), a.maxLogFileSize())
+}
+
+func TestCapabilityNumbers(t *testing.T) {
+	caps, err := capabilityNumbers([]string{"NET_BIND_SERVICE", "cap_sys_admin"})
+	require.NoError(t, err)
+	assert.Equal(t, []uintptr{10, 21}, caps)
+}

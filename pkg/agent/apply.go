@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/kpaas/kpaas/pkg/agent/protocol"
 )
@@ -83,6 +84,9 @@ func (a *Agent) Prepare(ctx context.Context, spec protocol.ApplySpec) error {
 // process declarations. Jobs must have been stopped by the caller (the
 // director's order: drain, stop, apply, start).
 func (a *Agent) Apply(ctx context.Context, spec protocol.ApplySpec) error {
+	if err := a.supervisor.CheckIdle(); err != nil {
+		return err
+	}
 	if err := a.Prepare(ctx, spec); err != nil {
 		return err
 	}
@@ -168,8 +172,23 @@ func (a *Agent) Apply(ctx context.Context, spec protocol.ApplySpec) error {
 	a.mu.Lock()
 	a.spec = &spec
 	a.mu.Unlock()
+	// The packages and jobs are unpacked: blobs the spec no longer names and
+	// that nobody uploaded lately need not fill the ephemeral disk.
+	inUse := map[string]bool{}
+	for _, p := range spec.Packages {
+		inUse[p.BlobstoreID] = true
+	}
+	if r := spec.RenderedTemplatesArchive; r != nil {
+		inUse[r.BlobstoreID] = true
+	}
+	if n := a.blobs.Prune(inUse, BlobRetention, time.Now()); n > 0 {
+		a.log.Info("pruned unused blobs", "count", n)
+	}
 	return a.loadJobs()
 }
+
+// BlobRetention is how long an unreferenced blob is kept after an apply.
+var BlobRetention = time.Hour
 
 // loadJobs hands the applied jobs to the supervisor.
 func (a *Agent) loadJobs() error {
@@ -188,7 +207,14 @@ func (a *Agent) loadJobs() error {
 		a.mu.Unlock()
 		jobs = append(jobs, jc)
 	}
-	return a.supervisor.Load(jobs)
+	if !a.fixedLogSize {
+		a.supervisor.SetLogMaxSize(a.maxLogFileSize())
+	}
+	err := a.supervisor.Load(jobs)
+	a.mu.Lock()
+	a.loadErr = err
+	a.mu.Unlock()
+	return err
 }
 
 func (a *Agent) writeInstanceFiles(spec protocol.ApplySpec) error {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/kpaas/kpaas/pkg/agent/protocol"
 )
@@ -204,4 +205,29 @@ func copyHashing(w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
 		return n, rerr
 	}
 	return n, werr
+}
+
+// Prune removes blobs not in keep whose last change is older than age (so a
+// blob uploaded for the next apply survives this one). It returns how many
+// were removed.
+func (b BlobStore) Prune(keep map[string]bool, age time.Duration, now time.Time) int {
+	entries, err := os.ReadDir(b.Dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range entries {
+		name := e.Name()
+		if keep[name] || !ValidSHA256(name) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || now.Sub(fi.ModTime()) < age {
+			continue
+		}
+		if os.Remove(filepath.Join(b.Dir, name)) == nil {
+			n++
+		}
+	}
+	return n
 }

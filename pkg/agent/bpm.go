@@ -85,6 +85,9 @@ func LoadBPM(path string) (*BPMConfig, error) {
 		case p.ShutdownSignal != "" && p.ShutdownSignal != "TERM" && p.ShutdownSignal != "INT":
 			return nil, fmt.Errorf("%s: processes[%d] (%s): shutdown_signal must be TERM or INT, not %q", path, i, p.Name, p.ShutdownSignal)
 		}
+		if _, err := capabilityNumbers(p.Capabilities); err != nil {
+			return nil, fmt.Errorf("%s: processes[%d] (%s): capabilities: %w", path, i, p.Name, err)
+		}
 		if _, err := parseMemory(p.Limits.Memory); err != nil {
 			return nil, fmt.Errorf("%s: processes[%d] (%s): limits.memory: %w", path, i, p.Name, err)
 		}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -112,7 +113,23 @@ func truncate(s string, n int) string {
 	return s
 }
 
-func run(ctx context.Context, name string, args ...string) (string, error) {
+// hasFilesystem probes dev with blkid: exit 0 = a filesystem, exit 2 =
+// nothing found. Any other failure (blkid missing, I/O error) is an error:
+// never format a disk we could not probe.
+func hasFilesystem(ctx context.Context, dev string) (bool, error) {
+	out, err := exec.CommandContext(ctx, "blkid", "-p", "-o", "value", "-s", "TYPE", dev).Output()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return strings.TrimSpace(string(out)) != "", nil
+	case errors.As(err, &ee) && ee.ExitCode() == 2:
+		return false, nil
+	default:
+		return false, fmt.Errorf("probing %s for a filesystem with blkid: %v", dev, err)
+	}
+}
+
+func runCmd(ctx context.Context, name string, args ...string) (string, error) {
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
@@ -146,12 +163,16 @@ func (a *Agent) MountDisk(ctx context.Context, cid string) error {
 	if fs == "" {
 		fs = "ext4"
 	}
-	if typ, _ := run(ctx, "blkid", "-p", "-o", "value", "-s", "TYPE", dev); strings.TrimSpace(typ) == "" {
+	formatted, err := hasFilesystem(ctx, dev)
+	if err != nil {
+		return protocol.Errorf(protocol.ErrDisk, "disk %s: %v", cid, err)
+	}
+	if !formatted {
 		args := []string{"-q", dev}
 		if fs == "ext4" {
 			args = []string{"-q", "-F", dev}
 		}
-		if _, err := run(ctx, "mkfs."+fs, args...); err != nil {
+		if _, err := runCmd(ctx, "mkfs."+fs, args...); err != nil {
 			return protocol.Errorf(protocol.ErrDisk, "disk %s: formatting %s as %s: %v", cid, dev, fs, err)
 		}
 	}
@@ -174,7 +195,7 @@ func (a *Agent) MountDisk(ctx context.Context, cid string) error {
 		if err := os.MkdirAll(store, 0o755); err != nil {
 			return err
 		}
-		if _, err := run(ctx, "mount", mountArgs(store)...); err != nil {
+		if _, err := runCmd(ctx, "mount", mountArgs(store)...); err != nil {
 			return protocol.Errorf(protocol.ErrDisk, "disk %s: %v", cid, err)
 		}
 		mounts[cid] = mountedDisk{Device: dev, MountPoint: store}
@@ -185,21 +206,21 @@ func (a *Agent) MountDisk(ctx context.Context, cid string) error {
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return err
 	}
-	if _, err := run(ctx, "mount", mountArgs(target)...); err != nil {
+	if _, err := runCmd(ctx, "mount", mountArgs(target)...); err != nil {
 		return protocol.Errorf(protocol.ErrDisk, "disk %s: %v", cid, err)
 	}
-	if _, err := run(ctx, "cp", "-a", store+"/.", target+"/"); err != nil {
-		run(ctx, "umount", target)
+	if _, err := runCmd(ctx, "cp", "-a", store+"/.", target+"/"); err != nil {
+		runCmd(ctx, "umount", target)
 		return protocol.Errorf(protocol.ErrDisk, "disk %s: copying data from disk %s: %v", cid, old, err)
 	}
-	if _, err := run(ctx, "umount", target); err != nil {
+	if _, err := runCmd(ctx, "umount", target); err != nil {
 		return protocol.Errorf(protocol.ErrDisk, "disk %s: %v", cid, err)
 	}
-	if _, err := run(ctx, "umount", store); err != nil {
+	if _, err := runCmd(ctx, "umount", store); err != nil {
 		return protocol.Errorf(protocol.ErrDisk, "disk %s: unmounting old disk %s: %v", cid, old, err)
 	}
 	delete(mounts, old)
-	if _, err := run(ctx, "mount", mountArgs(store)...); err != nil {
+	if _, err := runCmd(ctx, "mount", mountArgs(store)...); err != nil {
 		a.saveJSON(a.layout.MountsFile(), mounts)
 		return protocol.Errorf(protocol.ErrDisk, "disk %s: %v", cid, err)
 	}
@@ -219,7 +240,7 @@ func (a *Agent) UnmountDisk(ctx context.Context, cid string) error {
 	if os.Geteuid() != 0 {
 		return protocol.Errorf(protocol.ErrNotSupported, "disk %s: unmounting needs root", cid)
 	}
-	if _, err := run(ctx, "umount", m.MountPoint); err != nil {
+	if _, err := runCmd(ctx, "umount", m.MountPoint); err != nil {
 		return protocol.Errorf(protocol.ErrDisk, "disk %s: %v (is a process still using %s?)", cid, err, m.MountPoint)
 	}
 	delete(mounts, cid)

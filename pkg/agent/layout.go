@@ -71,6 +71,7 @@ func (l Layout) JobDirs(job string) error {
 		if err := os.MkdirAll(d, 0o770); err != nil {
 			return fmt.Errorf("creating %s: %w", d, err)
 		}
+		chownGroup(d, vcapGID()) // root:vcap as BOSH, so jobs running as vcap can write
 	}
 	return nil
 }

@@ -6,14 +6,15 @@ import (
 	"os"
 	"strings"
 	"syscall"
+
+	"github.com/vishvananda/netlink"
 )
 
 // SetupPlatform prepares the machine from the settings when the agent owns
-// it (Options.Platform): hostname (the agent id, as BOSH), resolv.conf from
-// the default network's DNS, and the ephemeral disk on /var/vcap/data.
-// Networks are expected to be configured by the IaaS (DHCP, config drive
-// network_data, or the local cloud's namespaces); kpaas-agent does not
-// rewrite interfaces. Problems are returned as warnings: the agent must come
+// it (Options.Platform): hostname (the agent id, as BOSH), the manual
+// networks' addresses and routes (ConfigureNetworks; DHCP and preconfigured
+// networks are left to the OS), resolv.conf from the default network's DNS,
+// and the ephemeral disk on /var/vcap/data. Problems are returned as warnings: the agent must come
 // up to be reachable.
 func (a *Agent) SetupPlatform(ctx context.Context) []error {
 	if !a.platform {
@@ -30,6 +31,18 @@ func (a *Agent) SetupPlatform(ctx context.Context) []error {
 			os.WriteFile("/etc/hostname", []byte(s.AgentID+"\n"), 0o644)
 		}
 	}
+	if h, err := netlink.NewHandle(); err != nil {
+		warns = append(warns, fmt.Errorf("configuring networks: %w", err))
+	} else {
+		notes, err := ConfigureNetworks(h, s.Networks)
+		h.Close()
+		for _, n := range notes {
+			a.log.Info(n)
+		}
+		if err != nil {
+			warns = append(warns, fmt.Errorf("configuring networks: %w", err))
+		}
+	}
 	if _, n, ok := s.DefaultNetwork(); ok && len(n.DNS) > 0 {
 		var b strings.Builder
 		for _, d := range n.DNS {
@@ -41,18 +54,26 @@ func (a *Agent) SetupPlatform(ctx context.Context) []error {
 	}
 	if dev := hintDevice(s.Disks.Ephemeral); dev != "" && !a.isMountPoint(a.layout.Data()) {
 		if fi, err := os.Stat(dev); err == nil && fi.Mode()&os.ModeDevice != 0 {
-			if typ, _ := run(ctx, "blkid", "-p", "-o", "value", "-s", "TYPE", dev); strings.TrimSpace(typ) == "" {
-				if _, err := run(ctx, "mkfs.ext4", "-q", "-F", dev); err != nil {
+			if formatted, err := hasFilesystem(ctx, dev); err != nil {
+				warns = append(warns, err)
+			} else if !formatted {
+				if _, err := runCmd(ctx, "mkfs.ext4", "-q", "-F", dev); err != nil {
 					warns = append(warns, err)
 				}
 			}
-			if _, err := run(ctx, "mount", dev, a.layout.Data()); err != nil {
+			if _, err := runCmd(ctx, "mount", dev, a.layout.Data()); err != nil {
 				warns = append(warns, err)
 			} else if err := a.layout.Ensure(); err != nil {
 				warns = append(warns, err)
 			}
 		} else {
 			warns = append(warns, fmt.Errorf("ephemeral disk %q is not a block device; using the root disk for /var/vcap/data", dev))
+		}
+	}
+	// /var/vcap/sys/run is a tmpfs, as BOSH's: pidfiles do not survive a reboot.
+	if run := a.layout.Path("/var/vcap/data/sys/run"); !a.isMountPoint(run) {
+		if _, err := runCmd(ctx, "mount", "-t", "tmpfs", "-o", "size=16m,mode=0750", "tmpfs", run); err != nil {
+			warns = append(warns, err)
 		}
 	}
 	return warns

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/creack/pty"
 	"github.com/pkg/sftp"
@@ -97,7 +98,11 @@ func (a *Agent) serveConn(ctx context.Context, conn net.Conn, cfg *ssh.ServerCon
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
+	// A peer that connects and never completes the handshake must not hold
+	// a connection forever.
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	sc, chans, reqs, err := ssh.NewServerConn(conn, cfg)
+	conn.SetDeadline(time.Time{})
 	if err != nil {
 		a.log.Debug("ssh handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 		conn.Close()
@@ -143,6 +148,8 @@ type session struct {
 }
 
 func (a *Agent) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request) {
+	a.sessions.Add(1)
+	defer a.sessions.Add(-1)
 	ctx, cancel := context.WithCancel(ctx)
 	s := &session{a: a, ch: ch, cancel: cancel}
 	defer cancel()
@@ -368,7 +375,7 @@ func (s *session) blob(ctx context.Context, args []string) int {
 		}
 		resp := protocol.BlobHasResponse{Present: []string{}}
 		for _, d := range req.Digests {
-			if s.a.blobs.Has(strings.ToLower(d)) {
+			if s.a.blobs.Has(strings.TrimPrefix(strings.ToLower(d), "sha256:")) {
 				resp.Present = append(resp.Present, d)
 			}
 		}
@@ -423,7 +430,10 @@ func (s *session) command(ctx context.Context, kind, command string) int {
 		}()
 		err = cmd.Wait()
 		<-done
+		s.mu.Lock()
+		s.ptmx = nil
 		ptmx.Close()
+		s.mu.Unlock()
 		return exitCode(err)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -464,4 +474,13 @@ func exitCode(err error) int {
 		return 128 + 9
 	}
 	return 1
+}
+
+// WaitSessions waits up to timeout for open sessions to end (the reply to a
+// shutdown must reach the client before the agent exits).
+func (a *Agent) WaitSessions(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for a.sessions.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 }

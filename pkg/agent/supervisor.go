@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -67,15 +68,26 @@ func (o *SupervisorOptions) defaults() {
 type Supervisor struct {
 	opts SupervisorOptions
 
-	mu        sync.Mutex
-	procs     []*proc
-	monitored bool
+	mu         sync.Mutex
+	procs      []*proc
+	monitored  bool
+	logMaxSize atomic.Int64
 }
 
 // NewSupervisor returns a supervisor with nothing loaded.
 func NewSupervisor(opts SupervisorOptions) *Supervisor {
 	opts.defaults()
-	return &Supervisor{opts: opts}
+	s := &Supervisor{opts: opts}
+	s.logMaxSize.Store(opts.LogMaxSize)
+	return s
+}
+
+// SetLogMaxSize changes the size at which process logs opened from now on
+// rotate (the apply spec's logging.max_log_file_size).
+func (s *Supervisor) SetLogMaxSize(n int64) {
+	if n > 0 {
+		s.logMaxSize.Store(n)
+	}
 }
 
 // JobConfig is one job to supervise; StopTimeout overrides the process
@@ -90,10 +102,8 @@ type JobConfig struct {
 func (s *Supervisor) Load(jobs []JobConfig) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, p := range s.procs {
-		if p.active() {
-			return protocol.Errorf(protocol.ErrBusy, "process %s/%s is still running; stop the jobs before loading new ones", p.job, p.name)
-		}
+	if err := s.checkIdle(); err != nil {
+		return err
 	}
 	var procs []*proc
 	for _, j := range jobs {
@@ -117,9 +127,17 @@ func (s *Supervisor) Load(jobs []JobConfig) error {
 			}
 			continue
 		}
-		mps, err := LoadMonit(filepath.Join(dir, "monit"))
-		if err != nil {
-			return protocol.Errorf(protocol.ErrInvalidRequest, "job %s: %v", j.Name, err)
+		// `monit` and any extra `*.monit` files at the job's root (bosh-formats 4.5)
+		files := []string{filepath.Join(dir, "monit")}
+		extra, _ := filepath.Glob(filepath.Join(dir, "*.monit"))
+		sort.Strings(extra)
+		var mps []MonitProcess
+		for _, f := range append(files, extra...) {
+			ps, err := LoadMonit(f)
+			if err != nil {
+				return protocol.Errorf(protocol.ErrInvalidRequest, "job %s: %v", j.Name, err)
+			}
+			mps = append(mps, ps...)
 		}
 		for i := range mps {
 			mp := mps[i]
@@ -134,6 +152,22 @@ func (s *Supervisor) Load(jobs []JobConfig) error {
 		p.closeLogs()
 	}
 	s.procs = procs
+	return nil
+}
+
+// CheckIdle fails when a loaded process is still running.
+func (s *Supervisor) CheckIdle() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.checkIdle()
+}
+
+func (s *Supervisor) checkIdle() error {
+	for _, p := range s.procs {
+		if p.active() {
+			return protocol.Errorf(protocol.ErrBusy, "process %s/%s is still running; stop the jobs before applying new ones", p.job, p.name)
+		}
+	}
 	return nil
 }
 
@@ -311,10 +345,10 @@ func (p *proc) openLogs() error {
 		return err
 	}
 	var err error
-	if p.stdout, err = OpenRotating(filepath.Join(dir, p.name+".stdout.log"), p.sup.opts.LogMaxSize, p.sup.opts.LogKeep); err != nil {
+	if p.stdout, err = OpenRotating(filepath.Join(dir, p.name+".stdout.log"), p.sup.logMaxSize.Load(), p.sup.opts.LogKeep); err != nil {
 		return err
 	}
-	if p.stderr, err = OpenRotating(filepath.Join(dir, p.name+".stderr.log"), p.sup.opts.LogMaxSize, p.sup.opts.LogKeep); err != nil {
+	if p.stderr, err = OpenRotating(filepath.Join(dir, p.name+".stderr.log"), p.sup.logMaxSize.Load(), p.sup.opts.LogKeep); err != nil {
 		p.stdout.Close()
 		p.stdout = nil
 		return err
@@ -433,9 +467,45 @@ func (p *proc) sysProcAttr(privileged bool) *syscall.SysProcAttr {
 			uid, _ := strconv.Atoi(u.Uid)
 			gid, _ := strconv.Atoi(u.Gid)
 			attr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+			if p.bpm != nil {
+				// bpm's capabilities, kept across the switch to vcap as ambient capabilities
+				caps, err := capabilityNumbers(p.bpm.Capabilities)
+				if err != nil {
+					p.sup.opts.Logger.Warn("capabilities", "job", p.job, "process", p.name, "err", err)
+				}
+				attr.AmbientCaps = caps
+			}
 		}
 	}
 	return attr
+}
+
+var capabilities = map[string]uintptr{
+	"CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6,
+	"SETUID": 7, "SETPCAP": 8, "LINUX_IMMUTABLE": 9, "NET_BIND_SERVICE": 10, "NET_BROADCAST": 11,
+	"NET_ADMIN": 12, "NET_RAW": 13, "IPC_LOCK": 14, "IPC_OWNER": 15, "SYS_MODULE": 16, "SYS_RAWIO": 17,
+	"SYS_CHROOT": 18, "SYS_PTRACE": 19, "SYS_PACCT": 20, "SYS_ADMIN": 21, "SYS_BOOT": 22, "SYS_NICE": 23,
+	"SYS_RESOURCE": 24, "SYS_TIME": 25, "SYS_TTY_CONFIG": 26, "MKNOD": 27, "LEASE": 28, "AUDIT_WRITE": 29,
+	"AUDIT_CONTROL": 30, "SETFCAP": 31, "MAC_OVERRIDE": 32, "MAC_ADMIN": 33, "SYSLOG": 34, "WAKE_ALARM": 35,
+	"BLOCK_SUSPEND": 36, "AUDIT_READ": 37, "PERFMON": 38, "BPF": 39, "CHECKPOINT_RESTORE": 40,
+}
+
+// capabilityNumbers maps bpm capability names (without CAP_) to numbers.
+func capabilityNumbers(names []string) ([]uintptr, error) {
+	var out []uintptr
+	var unknown []string
+	for _, n := range names {
+		c, ok := capabilities[strings.TrimPrefix(strings.ToUpper(n), "CAP_")]
+		if !ok {
+			unknown = append(unknown, n)
+			continue
+		}
+		out = append(out, c)
+	}
+	if len(unknown) > 0 {
+		return out, fmt.Errorf("unknown capabilities %s", strings.Join(unknown, ", "))
+	}
+	return out, nil
 }
 
 func (p *proc) runBPM(stop chan struct{}) (bool, error) {
@@ -470,6 +540,11 @@ func (p *proc) runBPM(stop chan struct{}) (bool, error) {
 			return false, fmt.Errorf("pre_start hook %s: %w", b.Hooks.PreStart, err)
 		}
 	}
+	if fi, err := os.Stat(b.Executable); err != nil {
+		return false, fmt.Errorf("executable %s: %w", b.Executable, err)
+	} else if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return false, fmt.Errorf("executable %s is not an executable file", b.Executable)
+	}
 	pidPath := filepath.Join(l.SysRun(), "bpm", p.job, p.name+".pid")
 	p.killStale(pidPath, b.Executable)
 	attr := p.sysProcAttr(b.Unsafe.Privileged)
@@ -499,14 +574,12 @@ func (p *proc) runBPM(stop chan struct{}) (bool, error) {
 	pid := cmd.Process.Pid
 	p.mu.Lock()
 	p.pid, p.startedAt, p.lastAt, p.lastTicks = pid, time.Now(), time.Time{}, 0
+	if limErr != nil {
+		p.lastErr = limErr.Error()
+	}
 	p.mu.Unlock()
 	writeFileAtomic(pidPath, []byte(strconv.Itoa(pid)), 0o644)
 	p.applyLimits(pid)
-	if limErr != nil {
-		p.mu.Lock()
-		p.lastErr = limErr.Error()
-		p.mu.Unlock()
-	}
 
 	waitCh := make(chan error, 1)
 	go func() { waitCh <- cmd.Wait() }()
@@ -527,10 +600,14 @@ func (p *proc) runBPM(stop chan struct{}) (bool, error) {
 		select {
 		case err := <-waitCh:
 			p.removeCgroup()
-			if err == nil {
-				return false, fmt.Errorf("exited with status 0 after %s", time.Since(p.startedAt).Round(time.Millisecond))
+			last := ""
+			if l := p.lastStderrLine(); l != "" {
+				last = ": " + l
 			}
-			return false, fmt.Errorf("%v after %s", err, time.Since(p.startedAt).Round(time.Millisecond))
+			if err == nil {
+				return false, fmt.Errorf("exited with status 0 after %s%s", time.Since(p.startedAt).Round(time.Millisecond), last)
+			}
+			return false, fmt.Errorf("%v after %s%s", err, time.Since(p.startedAt).Round(time.Millisecond), last)
 		case <-stop:
 			p.kill(pid, b.ShutdownSignal, waitCh)
 			p.removeCgroup()
@@ -557,6 +634,27 @@ func (p *proc) runBPM(stop chan struct{}) (bool, error) {
 			}
 		}
 	}
+}
+
+// lastStderrLine is the last line the process wrote on stderr (for error messages).
+func (p *proc) lastStderrLine() string {
+	time.Sleep(20 * time.Millisecond) // let the pipe copier catch up
+	f, err := os.Open(filepath.Join(p.sup.opts.Layout.JobLogDir(p.job), p.name+".stderr.log"))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return ""
+	}
+	off := fi.Size() - 512
+	if off < 0 {
+		off = 0
+	}
+	b := make([]byte, fi.Size()-off)
+	f.ReadAt(b, off)
+	return lastLine(string(b))
 }
 
 // killStale stops a process a previous agent left running (the agent was
@@ -717,8 +815,12 @@ func (p *proc) removeCgroup() {
 func (p *proc) runMonit(stop chan struct{}) (bool, error) {
 	m := p.monit
 	env := p.env(nil)
-	if err := p.runProgram(m.StartProgram, m.StartTimeout, env); err != nil {
-		return false, fmt.Errorf("start program %q: %w", m.StartProgram, err)
+	// A process already alive in the pidfile (left by a previous agent, whose
+	// restart did not stop it) is adopted, not started twice.
+	if !pidAlive(readPidFile(m.PidFile)) {
+		if err := p.runProgram(m.StartProgram, m.StartTimeout, env); err != nil {
+			return false, fmt.Errorf("start program %q: %w", m.StartProgram, err)
+		}
 	}
 	deadline := time.Now().Add(m.StartTimeout)
 	pid := 0

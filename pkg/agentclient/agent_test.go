@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kpaas/kpaas/pkg/agent/protocol"
+	"github.com/kpaas/kpaas/pkg/agent/settings"
 	"github.com/kpaas/kpaas/pkg/agentclient"
 	act "github.com/kpaas/kpaas/pkg/agentclient/agentclienttest"
 )
@@ -67,7 +68,7 @@ func putBlob(t testing.TB, c *agentclient.Client, b []byte) string {
 }
 
 // applyJobs uploads packages and the rendered templates archive and applies.
-func applyJobs(t testing.TB, c *agentclient.Client, jobs []job, pkgs map[string]map[string]act.File) protocol.ApplySpec {
+func applyJobs(t testing.TB, c *agentclient.Client, jobs []job, pkgs map[string]map[string]act.File, mods ...func(*protocol.ApplySpec)) protocol.ApplySpec {
 	t.Helper()
 	idx := 0
 	spec := protocol.ApplySpec{Deployment: "dep", Name: "test", Index: &idx, ID: "uuid-1", AZ: "z1", Packages: map[string]protocol.BlobRef{},
@@ -87,6 +88,9 @@ func applyJobs(t testing.TB, c *agentclient.Client, jobs []job, pkgs map[string]
 		spec.Job.Name = "test"
 		id := putBlob(t, c, act.TarGz(all))
 		spec.RenderedTemplatesArchive = &protocol.BlobRef{SHA1: "sha256:" + id, BlobstoreID: id}
+	}
+	for _, m := range mods {
+		m(&spec)
 	}
 	require.NoError(t, c.Apply(ctxT(t), spec))
 	return spec
@@ -181,9 +185,9 @@ func TestBlobs(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, present)
 	require.NoError(t, c.PutBlob(ctx, id, int64(len(data)), bytes.NewReader(data)))
-	present, err = c.HasBlobs(ctx, []string{id, strings.Repeat("0", 64)})
+	present, err = c.HasBlobs(ctx, []string{id, strings.Repeat("0", 64), "sha256:" + id})
 	require.NoError(t, err)
-	assert.Equal(t, []string{id}, present)
+	assert.Equal(t, []string{id, "sha256:" + id}, present, "bare and sha256:-prefixed digests are both understood")
 	var back bytes.Buffer
 	require.NoError(t, c.GetBlob(ctx, id, &back))
 	assert.True(t, bytes.Equal(data, back.Bytes()))
@@ -283,6 +287,8 @@ func TestApplyStartStopLifecycle(t *testing.T) {
 
 	_, err = c.RunScript(ctx, "post-start", nil)
 	require.NoError(t, err)
+	err = c.Apply(ctx, spec)
+	assert.True(t, agentclient.IsType(err, protocol.ErrBusy), "apply while jobs run is refused before anything changes: %v", err)
 	_, err = c.RunScript(ctx, "pre-stop", map[string]string{"BOSH_VM_NEXT_STATE": "delete", "BOSH_INSTANCE_NEXT_STATE": "keep", "BOSH_DEPLOYMENT_NEXT_STATE": "keep"})
 	require.NoError(t, err)
 	b, _ = os.ReadFile(filepath.Join(root, "var/vcap/sys/log/web/pre-stop.stdout.log"))
@@ -447,10 +453,15 @@ esac
 check file something with path /tmp/x
   if changed checksum then alert
 `, pidfile, filepath.Join(a.Root, "var/vcap/jobs/legacy/bin/ctl"), filepath.Join(a.Root, "var/vcap/jobs/legacy/bin/ctl"))
-	applyJobs(t, c, []job{{name: "legacy", files: map[string]act.File{"monit": {Body: monit}, "bin/ctl": {Body: ctl, Mode: 0o755}}}}, nil)
+	extraPid := filepath.Join(a.Root, "extra.pid")
+	extra := fmt.Sprintf("check process extra\n  with pidfile %[1]s\n  start program \"/bin/sh -c 'sleep 1000 >/dev/null 2>&1 & echo $! > %[1]s'\"\n", extraPid)
+	applyJobs(t, c, []job{{name: "legacy", files: map[string]act.File{"monit": {Body: monit}, "extra.monit": {Body: extra}, "bin/ctl": {Body: ctl, Mode: 0o755}}}}, nil)
 	require.NoError(t, c.Start(ctx))
 	st := waitState(t, c, protocol.JobRunning)
-	require.Len(t, st.Processes, 1)
+	require.Len(t, st.Processes, 2, "the monit file and the extra *.monit file")
+	assert.Equal(t, "extra", st.Processes[0].Name)
+	extraPID := st.Processes[0].PID
+	st.Processes = st.Processes[1:]
 	pid := st.Processes[0].PID
 	assert.True(t, pidAlive(pid))
 	// killed behind the supervisor's back: restarted
@@ -458,11 +469,20 @@ check file something with path /tmp/x
 	require.Eventually(t, func() bool {
 		st, err := c.GetState(ctx, false)
 		require.NoError(t, err)
-		return st.JobState == protocol.JobRunning && st.Processes[0].PID != pid && st.Processes[0].Restarts == 1
+		return st.JobState == protocol.JobRunning && st.Processes[1].PID != pid && st.Processes[1].Restarts == 1
 	}, 20*time.Second, 50*time.Millisecond)
 	st, _ = c.GetState(ctx, false)
+	pid = st.Processes[1].PID
+
+	// An agent killed and restarted adopts the live process instead of starting another.
+	a.Kill()
+	require.NoError(t, a.Restart())
+	st = waitState(t, c, protocol.JobRunning)
+	assert.Equal(t, pid, st.Processes[1].PID)
+
 	require.NoError(t, c.Stop(ctx))
-	assert.False(t, pidAlive(st.Processes[0].PID))
+	assert.False(t, pidAlive(pid))
+	assert.False(t, pidAlive(extraPID), "a process without stop program gets SIGTERM")
 }
 
 func TestAgentRestartBringsJobsBack(t *testing.T) {
@@ -678,4 +698,158 @@ func TestShutdownStopsTheAgent(t *testing.T) {
 	err := c.Ping(ctxT(t))
 	var ce *agentclient.ConnectError
 	assert.True(t, errors.As(err, &ce), "%v", err)
+}
+
+func TestStartAndStopJobsInBoshOrder(t *testing.T) {
+	t.Parallel()
+	a, c := startAgent(t, act.Options{})
+	ctx := ctxT(t)
+	order := filepath.Join(a.Root, "order")
+	script := func(name string) act.File {
+		return act.File{Body: fmt.Sprintf("#!/bin/sh\necho %s $BOSH_VM_NEXT_STATE >> %s\n", name, order), Mode: 0o755}
+	}
+	drain := act.File{Body: fmt.Sprintf("#!/bin/sh\necho drain $1 >> %s\necho 0\n", order), Mode: 0o755}
+	applyJobs(t, c, []job{{name: "app", files: map[string]act.File{
+		"config/bpm.yml": bpm("- name: app\n  executable: /bin/sleep\n  args: [\"1000\"]\n"),
+		"bin/pre-start":  script("pre-start"), "bin/post-start": script("post-start"),
+		"bin/pre-stop": script("pre-stop"), "bin/post-stop": script("post-stop"), "bin/drain": drain,
+	}}}, nil)
+	st, err := c.StartJobs(ctx, 20*time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, protocol.JobRunning, st.JobState)
+	require.NoError(t, c.StopJobs(ctx, agentclient.StopOptions{VMNextState: "delete"}))
+	b, _ := os.ReadFile(order)
+	assert.Equal(t, "pre-start\npost-start\npre-stop delete\ndrain job_shutdown\npost-stop\n", string(b))
+	st, err = c.GetState(ctx, false)
+	require.NoError(t, err)
+	assert.Equal(t, protocol.JobStopped, st.JobState)
+}
+
+func TestStartJobsReportsAFailingProcess(t *testing.T) {
+	t.Parallel()
+	_, c := startAgent(t, act.Options{})
+	ctx := ctxT(t)
+	applyJobs(t, c, []job{{name: "broken", files: map[string]act.File{
+		"config/bpm.yml": bpm("- name: broken\n  executable: /no/such/binary\n"),
+	}}}, nil)
+	_, err := c.StartJobs(ctx, time.Second)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "jobs are failing after 1s: broken/broken is failing")
+	assert.Contains(t, err.Error(), "/no/such/binary")
+	assert.Contains(t, err.Error(), "logs in /var/vcap/sys/log/broken/")
+}
+
+// A VM that stops answering (frozen, network gone) is noticed by the
+// keep-alives: its connection is dropped, and the next call reconnects.
+func TestKeepAliveDropsADeadConnection(t *testing.T) {
+	t.Parallel()
+	a := act.Start(t, agentBin, act.Options{})
+	pool := agentclient.NewPool(agentclient.Options{KeepAlive: 100 * time.Millisecond, DialTimeout: 2 * time.Second})
+	defer pool.Close()
+	c := pool.Client(a.Target())
+	ctx := ctxT(t)
+	require.NoError(t, c.Ping(ctx))
+	require.Equal(t, 1, pool.Len())
+	require.NoError(t, syscall.Kill(a.PID(), syscall.SIGSTOP))
+	t.Cleanup(func() { syscall.Kill(a.PID(), syscall.SIGCONT) })
+	require.Eventually(t, func() bool { return pool.Len() == 0 }, 5*time.Second, 20*time.Millisecond)
+	require.NoError(t, syscall.Kill(a.PID(), syscall.SIGCONT))
+	require.NoError(t, c.Ping(ctx))
+	assert.Equal(t, 1, pool.Len())
+}
+
+func TestInvalidBPMIsRefusedAndStateUnknown(t *testing.T) {
+	t.Parallel()
+	_, c := startAgent(t, act.Options{})
+	ctx := ctxT(t)
+	idx := 0
+	all := act.TarGz(map[string]act.File{"bad/config/bpm.yml": {Body: "processes:\n- name: bad\n"}})
+	id := putBlob(t, c, all)
+	spec := protocol.ApplySpec{Deployment: "d", Name: "g", Index: &idx, Packages: map[string]protocol.BlobRef{},
+		Job:                      protocol.Job{Name: "g", Templates: []protocol.JobTemplate{{Name: "bad", Version: "1"}}},
+		RenderedTemplatesArchive: &protocol.BlobRef{SHA1: "sha256:" + id, BlobstoreID: id}}
+	err := c.Apply(ctx, spec)
+	assert.True(t, agentclient.IsType(err, protocol.ErrInvalidRequest), "%v", err)
+	assert.Contains(t, err.Error(), "job bad:")
+	assert.Contains(t, err.Error(), "executable is required")
+	st, err := c.GetState(ctx, false)
+	require.NoError(t, err)
+	assert.Equal(t, protocol.JobUnknown, st.JobState)
+}
+
+func TestEnsureBlobsSendsOnlyWhatIsMissing(t *testing.T) {
+	t.Parallel()
+	_, c := startAgent(t, act.Options{})
+	ctx := ctxT(t)
+	mk := func(s string) agentclient.Blob {
+		b := []byte(s)
+		return agentclient.Blob{SHA256: act.SHA256(b), Size: int64(len(b)), Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
+	}
+	a, b := mk("first"), mk("second")
+	n, err := c.EnsureBlobs(ctx, []agentclient.Blob{a})
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	n, err = c.EnsureBlobs(ctx, []agentclient.Blob{a, b, b})
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "the blob already there is not sent twice")
+}
+
+// The VM-wide script timeouts come from the settings (env.kpaas.timeouts).
+func TestPreStartTimeoutFromSettings(t *testing.T) {
+	t.Parallel()
+	_, c := startAgent(t, act.Options{Modify: func(s *settings.Settings) { s.Env.Kpaas.Timeouts = map[string]int{"pre-start": 1} }})
+	ctx := ctxT(t)
+	applyJobs(t, c, []job{
+		{name: "slow", files: map[string]act.File{"bin/pre-start": {Body: "#!/bin/sh\nsleep 1000\n", Mode: 0o755}}},
+		{name: "slow-but-allowed", timeouts: map[string]int{"pre-start": 30}, files: map[string]act.File{"bin/pre-start": {Body: "#!/bin/sh\nsleep 1.5\n", Mode: 0o755}}},
+	}, nil)
+	start := time.Now()
+	res, err := c.RunScript(ctx, "pre-start", nil)
+	assert.Less(t, time.Since(start), 10*time.Second)
+	require.True(t, agentclient.IsType(err, protocol.ErrTimeout), "%v", err)
+	assert.Contains(t, err.Error(), "1 of 2 pre-start scripts failed. Failed Jobs: slow. Successful Jobs: slow-but-allowed.")
+	assert.Contains(t, err.Error(), "timed out after 1s and was killed (log: ")
+	assert.Nil(t, res.Results, "the typed error replaces the value")
+}
+
+func TestPrepareUnpacksAheadOfApply(t *testing.T) {
+	t.Parallel()
+	a, c := startAgent(t, act.Options{})
+	ctx := ctxT(t)
+	m1, m2 := strings.Repeat("1", 64), strings.Repeat("2", 64)
+	spec := protocol.ApplySpec{Packages: map[string]protocol.BlobRef{"a": {Version: "1", BlobstoreID: m1}, "b": {Version: "1", BlobstoreID: m2}}}
+	err := c.Prepare(ctx, spec)
+	require.True(t, agentclient.IsType(err, protocol.ErrBlobMissing), "%v", err)
+	assert.Contains(t, err.Error(), "2 blobs missing")
+	id := putBlob(t, c, act.TarGz(map[string]act.File{"bin/tool": {Body: "t", Mode: 0o755}}))
+	spec.Packages = map[string]protocol.BlobRef{"tool": {Version: "1", SHA1: "sha256:" + id, BlobstoreID: id}}
+	require.NoError(t, c.Prepare(ctx, spec))
+	matches, _ := filepath.Glob(filepath.Join(a.Root, "var/vcap/data/packages/tool/*/bin/tool"))
+	assert.Len(t, matches, 1, "unpacked under data/packages")
+	_, err = os.Lstat(filepath.Join(a.Root, "var/vcap/packages/tool"))
+	assert.True(t, os.IsNotExist(err), "but not linked until apply")
+}
+
+// The apply spec's logging.max_log_file_size sets where process logs rotate.
+func TestProcessLogsRotateAtMaxLogFileSize(t *testing.T) {
+	t.Parallel()
+	a, c := startAgent(t, act.Options{})
+	ctx := ctxT(t)
+	applyJobs(t, c, []job{{name: "chatty", files: map[string]act.File{
+		"config/bpm.yml": bpm("- name: chatty\n  executable: /bin/sh\n  args: [\"-c\", \"i=0; while [ $i -lt 100 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; exec sleep 1000\"]\n"),
+	}}}, nil, func(s *protocol.ApplySpec) {
+		s.Properties = map[string]any{"logging": map[string]any{"max_log_file_size": "1K"}}
+	})
+	require.NoError(t, c.Start(ctx))
+	log := filepath.Join(a.Root, "var/vcap/sys/log/chatty/chatty.stdout.log")
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(log)
+		return strings.Contains(string(b), "line-99-")
+	}, 10*time.Second, 20*time.Millisecond)
+	for _, p := range []string{log, log + ".1"} {
+		fi, err := os.Stat(p)
+		require.NoError(t, err)
+		assert.LessOrEqual(t, fi.Size(), int64(1024), p)
+	}
+	require.NoError(t, c.Stop(ctx))
 }

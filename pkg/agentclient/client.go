@@ -78,7 +78,7 @@ func (c *Client) run(ctx context.Context, command string, stdin io.Reader, stdou
 	defer stop()
 	err = s.Run(command)
 	if ctx.Err() != nil {
-		return -1, ctx.Err()
+		return -1, fmt.Errorf("agent of %s at %s: %s: %w", c.t.Name, c.t.Address, command, ctx.Err())
 	}
 	var ee *ssh.ExitError
 	if errors.As(err, &ee) {
@@ -119,6 +119,8 @@ func truncate(s string, n int) string {
 
 // Call runs an RPC method: req is encoded as JSON on stdin, the value decoded into resp.
 func (c *Client) Call(ctx context.Context, method string, req, resp any) error {
+	ctx, cancel := withDefaultTimeout(ctx, method)
+	defer cancel()
 	var in []byte
 	if req != nil {
 		b, err := json.Marshal(req)
@@ -141,6 +143,8 @@ func (c *Client) Call(ctx context.Context, method string, req, resp any) error {
 // stream runs a streaming command, copying stdout to w; a failure is the
 // typed error the agent wrote on stderr.
 func (c *Client) stream(ctx context.Context, command, method string, req any, w io.Writer) error {
+	ctx, cancel := withDefaultTimeout(ctx, method)
+	defer cancel()
 	var in []byte
 	if req != nil {
 		b, err := json.Marshal(req)
@@ -285,13 +289,40 @@ func (c *Client) PutBlob(ctx context.Context, sha256 string, size int64, r io.Re
 	if size >= 0 {
 		cmd += " " + strconv.FormatInt(size, 10)
 	}
-	var out bytes.Buffer
-	code, err := c.run(ctx, cmd, r, &out, io.Discard)
+	s, cl, err := c.session(ctx)
 	if err != nil {
 		return err
 	}
-	if code != 0 && out.Len() == 0 {
-		return fmt.Errorf("agent of %s: blob put %s: exit status %d", c.t.Name, sha256, code)
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.Close() })
+	defer stop()
+	var out bytes.Buffer
+	s.Stdout, s.Stderr = &out, io.Discard
+	// Write straight into the channel from a large buffer (no pipe hop):
+	// the channel cuts it into packets.
+	w, err := s.StdinPipe()
+	if err != nil {
+		return err
+	}
+	if err := s.Start(cmd); err != nil {
+		c.pool.forget(c.t, cl)
+		return fmt.Errorf("agent of %s at %s: %s: %w", c.t.Name, c.t.Address, cmd, err)
+	}
+	_, copyErr := io.CopyBuffer(w, r, make([]byte, 256<<10))
+	w.Close()
+	err = s.Wait()
+	if ctx.Err() != nil {
+		return fmt.Errorf("agent of %s at %s: %s: %w", c.t.Name, c.t.Address, cmd, ctx.Err())
+	}
+	var ee *ssh.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return fmt.Errorf("agent of %s at %s: %s: %w", c.t.Name, c.t.Address, cmd, err)
+	}
+	if out.Len() == 0 {
+		if copyErr != nil {
+			return fmt.Errorf("agent of %s: %s: reading the blob: %w", c.t.Name, cmd, copyErr)
+		}
+		return fmt.Errorf("agent of %s: %s: no reply", c.t.Name, cmd)
 	}
 	return c.decode("blob put", out.Bytes(), nil)
 }
@@ -303,6 +334,8 @@ func (c *Client) GetBlob(ctx context.Context, sha256 string, w io.Writer) error 
 
 // HasBlobs returns which of digests the agent already holds.
 func (c *Client) HasBlobs(ctx context.Context, digests []string) ([]string, error) {
+	ctx, cancel := withDefaultTimeout(ctx, "blob has")
+	defer cancel()
 	var out bytes.Buffer
 	b, _ := json.Marshal(protocol.BlobHasRequest{Digests: digests})
 	if _, err := c.run(ctx, "blob has", bytes.NewReader(b), &out, io.Discard); err != nil {
@@ -397,4 +430,46 @@ func (c *Client) SFTP(ctx context.Context) (*sftp.Client, error) {
 		return nil, fmt.Errorf("agent of %s: opening sftp: %w", c.t.Name, err)
 	}
 	return sc, nil
+}
+
+// Blob is a blob kpaas may need to send: its SHA-256, size and how to read it.
+type Blob struct {
+	SHA256 string
+	Size   int64
+	Open   func() (io.ReadCloser, error)
+}
+
+// EnsureBlobs sends the blobs the agent does not hold yet (one `blob has`,
+// then a `blob put` per missing blob) and returns how many were sent.
+func (c *Client) EnsureBlobs(ctx context.Context, blobs []Blob) (int, error) {
+	ids := make([]string, len(blobs))
+	for i, b := range blobs {
+		ids[i] = b.SHA256
+	}
+	present, err := c.HasBlobs(ctx, ids)
+	if err != nil {
+		return 0, err
+	}
+	have := map[string]bool{}
+	for _, p := range present {
+		have[p] = true
+	}
+	sent := 0
+	for _, b := range blobs {
+		if have[b.SHA256] {
+			continue
+		}
+		r, err := b.Open()
+		if err != nil {
+			return sent, fmt.Errorf("opening blob %s for %s: %w", b.SHA256, c.t.Name, err)
+		}
+		err = c.PutBlob(ctx, b.SHA256, b.Size, r)
+		r.Close()
+		if err != nil {
+			return sent, err
+		}
+		have[b.SHA256] = true
+		sent++
+	}
+	return sent, nil
 }

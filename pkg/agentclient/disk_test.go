@@ -25,7 +25,10 @@ func loopDevice(t *testing.T, mb int) string {
 		t.Skipf("no loop device available: %v: %s", err, out)
 	}
 	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	t.Cleanup(func() {
+		exec.Command("umount", dev).Run()
+		exec.Command("losetup", "-d", dev).Run()
+	})
 	return dev
 }
 
@@ -40,6 +43,14 @@ func TestPersistentDiskOnLoopDevice(t *testing.T) {
 			t.Skipf("%s is not installed", tool)
 		}
 	}
+	probe := loopDevice(t, 16)
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", probe).CombinedOutput(); err != nil {
+		t.Skipf("cannot format a loop device here: %v: %s", err, out)
+	}
+	if out, err := exec.Command("mount", probe, t.TempDir()).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a loop device here: %v: %s", err, out)
+	}
+	exec.Command("umount", probe).Run()
 	a, c := startAgent(t, act.Options{})
 	ctx := ctxT(t)
 	store := filepath.Join(a.Root, "var/vcap/store")
@@ -58,7 +69,14 @@ func TestPersistentDiskOnLoopDevice(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"disk-1"}, cids)
 
+	// The second disk already carries a filesystem with a file: it must not be reformatted.
 	dev2 := loopDevice(t, 32)
+	out, err := exec.Command("mkfs.ext4", "-q", "-F", dev2).CombinedOutput()
+	require.NoError(t, err, string(out))
+	pre := t.TempDir()
+	require.NoError(t, exec.Command("mount", dev2, pre).Run())
+	require.NoError(t, os.WriteFile(filepath.Join(pre, "preexisting.txt"), []byte("old"), 0o644))
+	require.NoError(t, exec.Command("umount", pre).Run())
 	require.NoError(t, c.AddPersistentDisk(ctx, "disk-2", dev2))
 	require.NoError(t, c.MountDisk(ctx, "disk-2"))
 	mounts, _ = os.ReadFile("/proc/mounts")
@@ -67,6 +85,7 @@ func TestPersistentDiskOnLoopDevice(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(store, "data.txt"))
 	require.NoError(t, err)
 	assert.Equal(t, "keep me", string(b), "data migrated to the new disk")
+	assert.FileExists(t, filepath.Join(store, "preexisting.txt"), "a disk with a filesystem is not reformatted")
 	cids, err = c.ListDisk(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"disk-2"}, cids)

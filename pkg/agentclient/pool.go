@@ -429,19 +429,42 @@ func (p *Pool) keepAlive() {
 }
 
 // Select returns the targets matching selector: "" or "*" (all), "GROUP",
-// "GROUP/ID" (instance UUID, or a unique prefix of it) or "GROUP/INDEX".
+// "GROUP/ID" (the instance UUID, else the index, else a unique prefix of at
+// least 4 characters of the UUID).
 func Select(all []Target, selector string) ([]Target, error) {
 	if selector == "" || selector == "*" {
 		return all, nil
 	}
 	group, id, hasID := strings.Cut(selector, "/")
-	var out []Target
+	var inGroup []Target
 	for _, t := range all {
-		if t.Group != group {
-			continue
+		if t.Group == group {
+			inGroup = append(inGroup, t)
 		}
-		if !hasID || t.ID == id || (len(id) >= 4 && strings.HasPrefix(t.ID, id)) || strconv.Itoa(t.Index) == id {
-			out = append(out, t)
+	}
+	out := inGroup
+	if hasID {
+		out = nil
+		for _, match := range []func(Target) bool{
+			func(t Target) bool { return t.ID == id },
+			func(t Target) bool { return strconv.Itoa(t.Index) == id },
+			func(t Target) bool { return len(id) >= 4 && strings.HasPrefix(t.ID, id) },
+		} {
+			for _, t := range inGroup {
+				if match(t) {
+					out = append(out, t)
+				}
+			}
+			if len(out) > 0 {
+				break
+			}
+		}
+		if len(out) > 1 {
+			var names []string
+			for _, t := range out {
+				names = append(names, t.Name)
+			}
+			return nil, fmt.Errorf("%q is ambiguous: it matches %s", selector, strings.Join(names, ", "))
 		}
 	}
 	if len(out) == 0 {

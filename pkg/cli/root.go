@@ -3,11 +3,20 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/kpaas/kpaas/pkg/cmd/configs"
 	cpicmd "github.com/kpaas/kpaas/pkg/cmd/cpi"
+	"github.com/kpaas/kpaas/pkg/cmd/createrelease"
 	"github.com/kpaas/kpaas/pkg/cmd/createstemcell"
+	"github.com/kpaas/kpaas/pkg/cmd/events"
+	"github.com/kpaas/kpaas/pkg/cmd/interpolate"
+	"github.com/kpaas/kpaas/pkg/cmd/locks"
 	"github.com/kpaas/kpaas/pkg/cmd/logs"
 	"github.com/kpaas/kpaas/pkg/cmd/scp"
+	"github.com/kpaas/kpaas/pkg/cmd/showconfig"
 	"github.com/kpaas/kpaas/pkg/cmd/ssh"
+	statecmd "github.com/kpaas/kpaas/pkg/cmd/state"
+	"github.com/kpaas/kpaas/pkg/cmd/unlock"
+	"github.com/kpaas/kpaas/pkg/cmd/updateconfig"
 	"github.com/kpaas/kpaas/pkg/cmd/version"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
 )
@@ -42,10 +51,23 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 
 	root.AddCommand(cpicmd.NewCmdCPI(f, nil))
 	root.AddCommand(createstemcell.NewCmdCreateStemcell(f, nil))
+	root.AddCommand(createrelease.NewCmdCreateRelease(f, nil))
+	root.AddCommand(interpolate.NewCmdInterpolate(f, nil))
 	root.AddCommand(logs.NewCmdLogs(f, nil))
 	root.AddCommand(scp.NewCmdSCP(f, nil))
 	root.AddCommand(ssh.NewCmdSSH(f, nil))
 	root.AddCommand(version.NewCmdVersion(f, nil))
 	// Register new commands here, one line each, in alphabetical order.
+	root.AddCommand(showconfig.NewCmdCloudConfig(f, nil))
+	root.AddCommand(configs.NewCmdConfigs(f, nil))
+	root.AddCommand(showconfig.NewCmdCPIConfig(f, nil))
+	root.AddCommand(events.NewCmdEvents(f, nil))
+	root.AddCommand(locks.NewCmdLocks(f, nil))
+	root.AddCommand(showconfig.NewCmdRuntimeConfig(f, nil))
+	root.AddCommand(statecmd.NewCmdState(f))
+	root.AddCommand(unlock.NewCmdUnlock(f, nil))
+	root.AddCommand(updateconfig.NewCmdUpdateCloudConfig(f, nil))
+	root.AddCommand(updateconfig.NewCmdUpdateCPIConfig(f, nil))
+	root.AddCommand(updateconfig.NewCmdUpdateRuntimeConfig(f, nil))
 	return root
 }

@@ -10,12 +10,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,7 +32,8 @@ import (
 	"github.com/kpaas/kpaas/pkg/agentclient"
 )
 
-// BuildAgent builds cmd/kpaas-agent (static) into a temporary directory.
+// BuildAgent builds cmd/kpaas-agent (static) into a temporary directory
+// (with the race detector when KPAAS_AGENT_RACE is set).
 // Call it from TestMain; cleanup removes the binary.
 func BuildAgent() (path string, cleanup func(), err error) {
 	goBin, err := exec.LookPath("go")
@@ -52,9 +50,15 @@ func BuildAgent() (path string, cleanup func(), err error) {
 		return "", nil, err
 	}
 	path = filepath.Join(dir, "kpaas-agent")
-	cmd := exec.Command(goBin, "build", "-o", path, "./cmd/kpaas-agent")
+	args := []string{"build", "-o", path}
+	env := append(os.Environ(), "CGO_ENABLED=0")
+	if os.Getenv("KPAAS_AGENT_RACE") != "" { // run the agents with the race detector
+		args = append(args, "-race")
+		env = append(os.Environ(), "CGO_ENABLED=1")
+	}
+	cmd := exec.Command(goBin, append(args, "./cmd/kpaas-agent")...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = env
 	if b, err := cmd.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
 		return "", nil, fmt.Errorf("building kpaas-agent: %v\n%s", err, b)
@@ -69,21 +73,13 @@ type Keys struct {
 	Public string // authorized_keys line
 }
 
-// NewKeys generates an ed25519 key pair.
+// NewKeys generates an ed25519 key pair (agentclient.GenerateKey).
 func NewKeys() (Keys, error) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	k, err := agentclient.GenerateKey()
 	if err != nil {
 		return Keys{}, err
 	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		return Keys{}, err
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		return Keys{}, err
-	}
-	return Keys{Signer: signer, PEM: string(pem.EncodeToMemory(block)), Public: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))}, nil
+	return Keys{Signer: k.Signer, PEM: k.PrivatePEM, Public: k.Public}, nil
 }
 
 // MustKeys is NewKeys failing the test.
@@ -154,7 +150,12 @@ func Start(t testing.TB, bin string, o Options) *Agent {
 	if err := a.start(""); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { a.Stop() })
+	t.Cleanup(func() {
+		a.Stop()
+		if log := a.Log(); strings.Contains(log, "WARNING: DATA RACE") {
+			t.Errorf("the agent %s reported a data race:\n%s", a.Name, log)
+		}
+	})
 	return a
 }
 

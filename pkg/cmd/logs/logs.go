@@ -42,7 +42,7 @@ type Options struct {
 
 // NewCmdLogs builds `kpaas logs`.
 func NewCmdLogs(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, Now: f.Now, Targets: func() (Targets, error) { return nil, sshcmd.ErrNotWired }}
+	opts := &Options{IO: f.IO, Now: f.Now, Targets: sshcmd.DefaultTargets(f)}
 	cmd := &cobra.Command{
 		Use:   "logs [GROUP[/ID]] [--job JOB] [--follow] [--num N] [--dir DIR]",
 		Short: "Download or tail instances' logs",

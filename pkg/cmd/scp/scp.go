@@ -39,7 +39,7 @@ type Options struct {
 
 // NewCmdSCP builds `kpaas scp`.
 func NewCmdSCP(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, Targets: func() (Targets, error) { return nil, sshcmd.ErrNotWired }}
+	opts := &Options{IO: f.IO, Targets: sshcmd.DefaultTargets(f)}
 	cmd := &cobra.Command{
 		Use:   "scp [-r] SOURCE DESTINATION",
 		Short: "Copy files to or from instances' VMs",

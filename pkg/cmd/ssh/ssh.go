@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sort"
@@ -30,8 +31,8 @@ type Targets interface {
 	Targets(ctx context.Context, deployment string) ([]agentclient.Target, error)
 }
 
-// ErrNotWired is returned when no Targets resolver was given to the command.
-var ErrNotWired = errors.New("finding a deployment's instances needs the state store, which this kpaas build does not provide to this command yet")
+// ErrNotWired is returned by a lookup that has no source of instances.
+var ErrNotWired = errors.New("finding a deployment's instances needs the state store")
 
 // Options of `kpaas ssh`.
 type Options struct {
@@ -47,7 +48,7 @@ type Options struct {
 
 // NewCmdSSH builds `kpaas ssh`. runF replaces the run function in tests.
 func NewCmdSSH(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, Targets: func() (Targets, error) { return nil, ErrNotWired }}
+	opts := &Options{IO: f.IO, Targets: DefaultTargets(f)}
 	cmd := &cobra.Command{
 		Use:   "ssh [GROUP[/ID]] [-c COMMAND]",
 		Short: "Open a shell on an instance's VM, or run a command on many",
@@ -60,7 +61,7 @@ a unique prefix of it) or GROUP/INDEX. VMs on private networks are reached
 through a gateway (--gw-host, --gw-user, --gw-private-key), whose host key
 must be in known_hosts.`,
 		Example: `  kpaas ssh -d cf api/0
-  kpaas ssh -d cf router -c 'sudo systemctl status' 
+  kpaas ssh -d cf router -c 'uptime'
   kpaas ssh -d cf diego-cell -c 'df -h /var/vcap/data' --json
   kpaas ssh -d cf api/0 --gw-host jumpbox.example.com --gw-user ops --gw-private-key ~/.ssh/jumpbox`,
 		Args: cobra.MaximumNArgs(1),
@@ -92,7 +93,7 @@ must be in known_hosts.`,
 // AddGatewayFlags registers --gw-host, --gw-user, --gw-private-key and --gw-known-hosts.
 func AddGatewayFlags(cmd *cobra.Command, g *agentclient.GatewayFlags) {
 	fl := cmd.Flags()
-	fl.StringVar(&g.Host, "gw-host", "", "Reach the VMs through this SSH gateway `host[:port]`")
+	fl.StringVar(&g.Host, "gw-host", "", "Reach the VMs through this SSH gateway (`host`[:port], port 22 by default)")
 	fl.StringVar(&g.User, "gw-user", "", "SSH `user` on the gateway")
 	fl.StringVar(&g.PrivateKey, "gw-private-key", "", "Private key `file` the gateway accepts")
 	fl.StringVar(&g.KnownHosts, "gw-known-hosts", "", "known_hosts `file` holding the gateway's host key (default ~/.ssh/known_hosts)")
@@ -183,7 +184,11 @@ func runCommand(ctx context.Context, opts *Options, pool *agentclient.Pool, targ
 				}
 				out := &ui.PrefixWriter{W: opts.IO.Out, Prefix: prefix, Mu: &outMu}
 				errOut := &ui.PrefixWriter{W: opts.IO.ErrOut, Prefix: prefix, Mu: &outMu}
-				code, err = pool.Client(t).Exec(ctx, opts.Command, nil, out, errOut)
+				var stdin io.Reader
+				if len(targets) == 1 && !opts.IO.IsStdinTTY() {
+					stdin = opts.IO.In // one instance: it can read what is piped in
+				}
+				code, err = pool.Client(t).Exec(ctx, opts.Command, stdin, out, errOut)
 				out.Flush()
 				errOut.Flush()
 			}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,6 +18,7 @@ import (
 	"github.com/kpaas/kpaas/pkg/agentclient"
 	act "github.com/kpaas/kpaas/pkg/agentclient/agentclienttest"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
+	"github.com/kpaas/kpaas/pkg/state"
 	"github.com/kpaas/kpaas/pkg/ui"
 )
 
@@ -121,10 +124,11 @@ func TestCommandOnEveryInstance(t *testing.T) {
 	assert.JSONEq(t, `[{"instance":"web/0","exit_code":0,"stdout":"ok\n","stderr":""},{"instance":"web/1","exit_code":3,"stdout":"","stderr":""}]`, out.String())
 	assert.Contains(t, errOut.String(), "1 of 2 instances failed")
 
-	// Only the selected instance runs it.
-	ios, _, out, _ = ui.Test()
-	require.NoError(t, sshRun(ctx, &Options{IO: ios, Targets: targets, Deployment: "dep", Selector: "web/1", Command: "echo one"}))
-	assert.Equal(t, "web/1: one\n", out.String())
+	// Only the selected instance runs it, and it reads what is piped in.
+	ios, in, out, _ := ui.Test()
+	in.WriteString("piped\n")
+	require.NoError(t, sshRun(ctx, &Options{IO: ios, Targets: targets, Deployment: "dep", Selector: "web/1", Command: "echo one; cat"}))
+	assert.Equal(t, "web/1: one\nweb/1: piped\n", out.String())
 
 	// An unreachable instance is reported as such.
 	ios, _, _, _ = ui.Test()
@@ -172,4 +176,29 @@ func TestResolveErrors(t *testing.T) {
 	assert.ErrorContains(t, err, `listing the instances of other: deployment "other" not found`)
 	err = sshRun(ctx, &Options{IO: ios, Targets: targets, Deployment: "dep", Command: "true", Gateway: agentclient.GatewayFlags{Host: "jump"}})
 	assert.ErrorContains(t, err, "--gw-host needs --gw-private-key")
+}
+
+func TestCommandReadsTheStateStore(t *testing.T) {
+	ios, _, _, _ := ui.Test()
+	f := &cmdutil.Factory{IO: ios, Globals: &cmdutil.GlobalOptions{Deployment: "cf", State: t.TempDir()}, Now: time.Now}
+	cmd := NewCmdSSH(f, nil)
+	cmd.SetArgs([]string{"api", "-c", "id"})
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	err := cmd.Execute()
+	assert.ErrorIs(t, err, state.ErrNotFound)
+	assert.Contains(t, err.Error(), `listing the instances of cf`)
+}
+
+func TestEnvClientKey(t *testing.T) {
+	t.Setenv(AgentKeyEnv, "")
+	_, err := envClientKey(context.Background(), "cf")
+	assert.ErrorContains(t, err, "set KPAAS_AGENT_KEY")
+	k := act.MustKeys(t)
+	p := filepath.Join(t.TempDir(), "key")
+	require.NoError(t, os.WriteFile(p, []byte(k.PEM), 0o600))
+	t.Setenv(AgentKeyEnv, p)
+	s, err := envClientKey(context.Background(), "cf")
+	require.NoError(t, err)
+	assert.Equal(t, k.Signer.PublicKey().Marshal(), s.PublicKey().Marshal())
 }
