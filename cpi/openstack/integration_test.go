@@ -31,6 +31,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/floatingips"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
 	"github.com/kpaas/kpaas/cpi"
@@ -539,4 +540,30 @@ func TestTwoManualNetworks(t *testing.T) {
 	assert.Contains(t, s.Addresses, "kpaas-test-second")
 	require.NoError(t, tc.cpi.DeleteVM(ctx, vm))
 	assert.Equal(t, before, tc.inv(t))
+}
+
+// TestOrphanPortOfInterruptedCreate: the port an interrupted create_vm left
+// (named by the driver, bound to nothing) no longer blocks its IP; a port
+// someone else made still does.
+func TestOrphanPortOfInterruptedCreate(t *testing.T) {
+	tc := newTestCloud(t)
+	ctx := context.Background()
+	sc := tc.stemcell(t)
+	before := tc.inv(t)
+	orphan, err := ports.Create(ctx, tc.cpi.c.network, ports.CreateOpts{NetworkID: tc.privNet, Name: "vm-" + newUUID() + "-private",
+		Description: "kpaas agent crashed", FixedIPs: []ports.IP{{IPAddress: "10.0.0.140"}}}).Extract()
+	require.NoError(t, err)
+	vm, _, err := tc.cpi.CreateVM(ctx, "agent-orphan", sc, cpi.Props{"instance_type": "m1.tiny"}, tc.manual("10.0.0.140"), nil, cpi.Env{})
+	require.NoError(t, err, "the orphan port is replaced")
+	_, err = ports.Get(ctx, tc.cpi.c.network, orphan.ID).Extract()
+	assert.True(t, isNotFound(err), "the orphan port is deleted")
+	require.NoError(t, tc.cpi.DeleteVM(ctx, vm))
+	assert.Equal(t, before, tc.inv(t))
+
+	foreign, err := ports.Create(ctx, tc.cpi.c.network, ports.CreateOpts{NetworkID: tc.privNet, Name: "operator-vip",
+		FixedIPs: []ports.IP{{IPAddress: "10.0.0.141"}}}).Extract()
+	require.NoError(t, err)
+	defer ports.Delete(ctx, tc.cpi.c.network, foreign.ID)
+	_, _, err = tc.cpi.CreateVM(ctx, "agent-foreign", sc, cpi.Props{"instance_type": "m1.tiny"}, tc.manual("10.0.0.141"), nil, cpi.Env{})
+	assertCPIError(t, err, cpi.TypeVMCreationFail, false, "IP 10.0.0.141 is already in use by port "+foreign.ID)
 }

@@ -294,6 +294,9 @@ func (o *CPI) createVM(ctx context.Context, name string, agentID cpi.AgentID, im
 			opts.AllowedAddressPairs = []ports.AddressPair{{IPAddress: vp.AllowedAddressPairs}}
 		}
 		port, err := ports.Create(ctx, o.c.network, opts).Extract()
+		if err != nil && statusOf(err) == http.StatusConflict && n.IP != "" && o.deleteOrphanPort(ctx, np.NetID, n.IP) {
+			port, err = ports.Create(ctx, o.c.network, opts).Extract()
+		}
 		if err != nil {
 			return "", nil, o.portError(ctx, netName, n, np, err)
 		}
@@ -460,6 +463,32 @@ func (o *CPI) findServer(ctx context.Context, name string) string {
 // orphanWait is how long create_vm looks for a server whose create request
 // got no answer.
 const orphanWait = 15 * time.Second
+
+// deleteOrphanPort deletes the port holding ip when it is the leftover of a
+// create_vm that died between making the port and the server (named by this
+// driver, bound to nothing, down), and reports whether it did. kpaas never
+// runs two create_vm for one IP at once; a create_vm still in flight whose
+// port this takes fails on its server create and cleans up.
+func (o *CPI) deleteOrphanPort(ctx context.Context, netID, ip string) bool {
+	pages, err := ports.List(o.c.network, ports.ListOpts{NetworkID: netID, FixedIPs: []ports.FixedIPOpts{{IPAddress: ip}}}).AllPages(ctx)
+	if err != nil {
+		return false
+	}
+	ps, err := ports.ExtractPorts(pages)
+	if err != nil || len(ps) != 1 {
+		return false
+	}
+	p := ps[0]
+	if p.DeviceID != "" || p.DeviceOwner != "" || p.Status != "DOWN" ||
+		!strings.HasPrefix(p.Name, "vm-") || !strings.HasPrefix(p.Description, "kpaas agent ") {
+		return false
+	}
+	o.log.Warn("deleting a port left by an interrupted create_vm", "port", p.ID, "name", p.Name, "ip", ip)
+	if err := ports.Delete(ctx, o.c.network, p.ID).ExtractErr(); err != nil && !isNotFound(err) {
+		return false
+	}
+	return true
+}
 
 // portError explains a failed port creation: network not found, IP in use
 // (naming what holds it), IP outside the subnet, quota.
