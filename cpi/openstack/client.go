@@ -112,6 +112,9 @@ func connect(ctx context.Context, cfg OpenStackConfig, deps Deps, log *slog.Logg
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.TLSClientConfig = tlsCfg
 	base.MaxIdleConnsPerHost = 32
+	// No overall client timeout: a stemcell upload may take long. A request
+	// whose answer does not start within 5 minutes of being sent fails.
+	base.ResponseHeaderTimeout = 5 * time.Minute
 	var rt http.RoundTripper = base
 	if deps.WrapTransport != nil {
 		rt = deps.WrapTransport(rt)
@@ -121,7 +124,7 @@ func connect(ctx context.Context, cfg OpenStackConfig, deps Deps, log *slog.Logg
 	if err != nil {
 		return nil, fmt.Errorf("openstack.auth_url %q: %w", cfg.AuthURL, err)
 	}
-	provider.HTTPClient = http.Client{Transport: rt, Timeout: 10 * time.Minute}
+	provider.HTTPClient = http.Client{Transport: rt}
 	provider.UserAgent.Prepend("kpaas-openstack-cpi")
 	r := retrier{max: cfg.maxRetries(), sleep: deps.Sleep, log: log}
 	provider.RetryFunc = r.retry
