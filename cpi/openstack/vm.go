@@ -684,7 +684,10 @@ func (o *CPI) deleteServer(ctx context.Context, id string) error {
 		if err := r.ExtractIntoStructPtr(&s, "server"); err != nil {
 			return false, err
 		}
-		if s.Status == "DELETED" || s.Status == "SOFT_DELETED" {
+		// Wait for the 404: a server shows DELETED for a moment before Nova
+		// removes its record (and it is still listed then). SOFT_DELETED
+		// (reclaim_instance_interval) stays until reclaimed: that is done.
+		if s.Status == "SOFT_DELETED" {
 			return true, nil
 		}
 		// Nova keeps task_state "deleting" until the server is gone; an
