@@ -13,6 +13,7 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kpaas ./cmd/kpaas
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN)/kpaas-agent ./cmd/kpaas-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kpaas-cpi-vsphere ./cmd/kpaas-cpi-vsphere
 
 # test: lint, then every package's tests (unit, real-part and compat tests;
 # those needing ../shared or root skip with a one-line reason where absent).
