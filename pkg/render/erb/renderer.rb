@@ -253,8 +253,11 @@ module KpaasBosh
     def inspect; '#<template context>'; end
     alias to_s inspect
 
+    # A binding with no local variables whose `def`s define singleton methods
+    # of this context only (instance_eval), so helpers do not leak into the
+    # next template.
     def get_binding
-      binding
+      instance_eval { binding }
     end
 
     def p(*args)
