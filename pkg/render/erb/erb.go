@@ -80,6 +80,9 @@ type Engine struct {
 	closed  bool
 	scratch string
 	nextID  uint64
+	// specs caches encoded contexts: a job's templates share one Context
+	// (whose Spec() is itself computed once), so it is encoded once.
+	specs map[*render.Context][]byte
 }
 
 // Register creates an Engine and registers it with r for ".erb" templates.
@@ -235,9 +238,20 @@ func (e *Engine) kill(p *proc) {
 
 // Render renders one ERB template source for ctx (render.Engine).
 func (e *Engine) Render(name string, source []byte, ctx *render.Context) ([]byte, error) {
-	spec, err := MarshalContext(ctx.Spec())
-	if err != nil {
-		return nil, fmt.Errorf("encoding the context of template '%s': %w", name, err)
+	e.mu.Lock()
+	spec, ok := e.specs[ctx]
+	e.mu.Unlock()
+	if !ok {
+		var err error
+		if spec, err = MarshalContext(ctx.Spec()); err != nil {
+			return nil, fmt.Errorf("encoding the context of template '%s': %w", name, err)
+		}
+		e.mu.Lock()
+		if e.specs == nil || len(e.specs) >= 64 {
+			e.specs = map[*render.Context][]byte{}
+		}
+		e.specs[ctx] = spec
+		e.mu.Unlock()
 	}
 	return e.RenderJSON(name, source, spec)
 }

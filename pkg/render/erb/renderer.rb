@@ -237,17 +237,26 @@ module KpaasBosh
 
   class EvaluationContext
     include PropertyHelper
-    attr_reader :name, :index, :properties, :raw_properties, :spec
+    attr_reader :name, :index, :raw_properties
 
     def initialize(spec)
       @name = spec['job']['name'] if spec['job'].is_a?(Hash)
       @index = spec['index']
       properties = {}
       spec['properties'].each_pair { |k, v| properties[k] = v } if spec['properties'].is_a?(Hash)
-      @properties = KpaasBosh.openstruct(properties)
       @raw_properties = properties
-      @spec = KpaasBosh.openstruct(spec)
+      @raw_spec = spec
       @links = spec['links'] || {}
+    end
+
+    # The director builds these OpenStructs up front; building them on first
+    # use looks the same to templates and saves most of a render's cost.
+    def spec
+      @spec ||= KpaasBosh.openstruct(@raw_spec)
+    end
+
+    def properties
+      @properties ||= KpaasBosh.openstruct(@raw_properties)
     end
 
     def inspect; '#<template context>'; end
