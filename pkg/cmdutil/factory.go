@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/kpaas/kpaas/cpi/registry"
 	"github.com/kpaas/kpaas/pkg/ui"
 )
 
@@ -28,4 +29,7 @@ type Factory struct {
 	Logger  func() *slog.Logger
 	Now     func() time.Time
 	Version string
+	// Drivers returns the registry of built-in CPI drivers (set in pkg/cli
+	// from pkg/cmd/cpi.Drivers, so this package imports no driver).
+	Drivers func() *registry.Registry
 }
