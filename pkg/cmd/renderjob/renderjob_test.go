@@ -79,7 +79,7 @@ func TestRenderClientFromDirWithLinks(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o755), st.Mode().Perm())
 	ctl, _ := os.ReadFile(filepath.Join(out, "bin/ctl"))
-	assert.Contains(t, string(ctl), `echo "kv/3 unreachable"`)
+	assert.Contains(t, string(ctl), `echo "kv/3 unreachable" > "$DATA_DIR/3.html"`)
 }
 
 func TestRenderServerFromTarball(t *testing.T) {
@@ -102,7 +102,7 @@ func TestRenderErrors(t *testing.T) {
 	needRuby(t)
 	_, err := run(t, false, "--release", demo, "--job", "erb-client", "--out", t.TempDir())
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "Error filling in template 'ctl.erb' (line 8: Can't find link 'kv')")
+	assert.Contains(t, err.Error(), "Error filling in template 'ctl.erb' (line 10: Can't find link 'kv')")
 	assert.Contains(t, err.Error(), "Error filling in template 'client.yml.erb' (line 7: erb-client needs the kv link or client.servers)")
 
 	_, err = run(t, false, "--release", demo, "--job", "nope", "--out", t.TempDir())

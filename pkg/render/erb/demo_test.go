@@ -76,7 +76,7 @@ func TestDemoReleaseRendersWithLinks(t *testing.T) {
 	assert.Equal(t, "---\nrealm: K-PaaS <demo>\nservers:\n- 10.0.0.10:9090\n- 10.0.0.11:9090\ninterval: 2\nbootstrap: true\n# no cache link\n",
 		string(client.File("config/client.yml").Content))
 	ctl := string(client.File("bin/ctl").Content)
-	assert.Contains(t, ctl, "busybox wget -q -O - http://10.0.0.11:9090/ > /dev/null || echo \"kv/1 unreachable\"")
+	assert.Contains(t, ctl, `busybox wget -q -O "$DATA_DIR/1.html" "http://10.0.0.11:9090/" || echo "kv/1 unreachable" > "$DATA_DIR/1.html"`)
 	assert.Contains(t, ctl, "sleep 2\n")
 
 	server := out.Instances["kv"][1].Job("erb-server")

@@ -338,3 +338,23 @@ func (e *Engine) Close() error {
 	}
 	return nil
 }
+
+type missingRuby struct{ err error }
+
+func (m missingRuby) Render(name string, _ []byte, _ *render.Context) ([]byte, error) {
+	return nil, fmt.Errorf("template '%s' is ERB: %w", name, m.err)
+}
+
+// NewRenderer returns a render.Renderer for one deploy with the ERB engine
+// registered for ".erb" templates (its ruby processes start on the first ERB
+// template). Without ruby, ERB templates fail saying how to install it, and Go
+// templates still render. stop ends the ruby processes.
+func NewRenderer(opts Options) (r *render.Renderer, stop func()) {
+	r = render.NewRenderer()
+	e, err := Register(r, opts)
+	if err != nil {
+		r.Register(".erb", missingRuby{err})
+		return r, func() {}
+	}
+	return r, func() { _ = e.Close() }
+}
