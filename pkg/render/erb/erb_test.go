@@ -85,6 +85,7 @@ app:
   list: [a, 1, 1.0, off]
   motto: "it's a \"test\" & more"
   greeting: "grüß dich, 世界 ✓"
+shadow: {hash: 7, display: shown, format: f}
 `
 
 func testContext(t testing.TB) *render.Context {
@@ -185,6 +186,8 @@ func TestDirectorHelpers(t *testing.T) {
 		{`<%= spec.networks.methods(false).sort.inspect %>`, "[:default, :default=]"},
 		{`<%= spec.job.name %> <%= spec.release.version %> <%= spec.bootstrap %> <%= spec.index %> <%= spec.persistent_disk %> <%= name %> <%= index %>`, "router 0.300.0 false 1 1024 router 1"},
 		{`<%= properties.srv.ports.https %> <%= raw_properties["srv"]["name"] %>`, "8443 edge"},
+		// keys that shadow Object's methods read as properties, as with OpenStruct
+		{`<%= properties.shadow.hash %> <%= properties.shadow.display %> <%= properties.shadow.format %> <%= properties.shadow.nope.inspect %>`, "7 shown f nil"},
 		{`<%= link("db").instances.first.p("db.port") %> <%= link("db").address(azs: ["z1"]) %>`, "5432 q-s0.database.default.cf.bosh"},
 		{`<%= p("net.cidrs").first.blank? %> <%= "".blank? %> <%= nil.present? %>`, "false true false"},
 	}

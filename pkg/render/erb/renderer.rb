@@ -57,6 +57,24 @@ module KpaasBosh
   # Property and spec structs: OpenStructs (as the director's) whose inspect
   # shows names only, so error messages never carry property values.
   class Struct < OpenStruct
+    # OpenStruct 0.5 defines two singleton methods per key up front, which
+    # made building `spec` most of a render's cost. Its method_missing reads
+    # the table anyway, so only keys that shadow a public method get theirs.
+    def initialize(hash = nil)
+      @table = {}
+      hash&.each_pair do |k, v|
+        k = k.to_sym
+        new_ostruct_member!(k) if respond_to?(k)
+        @table[k] = v
+      end
+    end
+
+    # methods(false) lists the keys, as OpenStruct's singleton methods do.
+    def methods(regular = true)
+      return super if regular
+      super(false) | @table.keys.flat_map { |k| [k, :"#{k}="] }
+    end
+
     def inspect; "#<struct #{each_pair.map { |k, _| k }.join(', ')}>"; end
     alias to_s inspect
   end
