@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -320,4 +321,26 @@ func TestRendererMixesEngines(t *testing.T) {
 	assert.Equal(t, "edge", string(goOut))
 	assert.Equal(t, "edge", string(erbOut))
 	assert.False(t, errors.Is(err, render.ErrNoEngine))
+}
+
+// Many goroutines share a pool of two processes; every reply reaches the
+// render that asked for it.
+func TestConcurrentRendersGetTheirOwnReplies(t *testing.T) {
+	e := newEngine(t, Options{Procs: 2})
+	errs := make(chan error, 40)
+	base := testContext(t)
+	for i := 0; i < 40; i++ {
+		ctx := &render.Context{Instance: base.Instance, Job: base.Job, Release: base.Release, Properties: base.Properties}
+		ctx.Instance.Index = i
+		go func(i int) {
+			out, err := e.Render("c.erb", []byte(fmt.Sprintf("<%%= spec.index %%>-%d<%% sleep 0.01 if spec.index.even? %%>", i)), ctx)
+			if err == nil && string(out) != fmt.Sprintf("%d-%d", i, i) {
+				err = fmt.Errorf("render %d got %q", i, out)
+			}
+			errs <- err
+		}(i)
+	}
+	for i := 0; i < 40; i++ {
+		require.NoError(t, <-errs)
+	}
 }
