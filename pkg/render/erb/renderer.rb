@@ -2,14 +2,16 @@
 # (bosh-template's EvaluationContext, the director's SourceErb).
 #
 # Serve mode (the only mode): one request per line on stdin, one reply per line
-# on a private copy of stdout. fd 1 itself points at stderr, so whatever a
-# template prints cannot corrupt the protocol.
+# on a private copy of stdout. fd 1 itself points at stderr and fd 0 at
+# /dev/null, so whatever a template prints or reads cannot corrupt the protocol.
 #   request: {"id":N,"name":"config/x.erb","source":"<base64>","context":{spec hash}}
 #   reply:   {"id":N,"ok":true,"output":"<base64>"}
 #            {"id":N,"ok":false,"error":"Error filling in template '...' (line L: msg)","line":L}
 
 $kpaas_reply = IO.new(STDOUT.fileno, 'w', autoclose: false).dup
+$kpaas_requests = IO.new(STDIN.fileno, 'r', autoclose: false).dup
 STDOUT.reopen(STDERR)
+STDIN.reopen(File::NULL) # a template that reads stdin reads nothing, not the next request
 $stdout = STDOUT
 $kpaas_reply.sync = true
 Encoding.default_external = Encoding::UTF_8
@@ -376,7 +378,7 @@ module KpaasBosh
 end
 
 def kpaas_serve
-  while (req = STDIN.gets)
+  while (req = $kpaas_requests.gets)
     id = nil
     begin
       r = JSON.parse(req, allow_nan: true)
