@@ -18,6 +18,7 @@ import (
 	"github.com/kpaas/kpaas/pkg/cmd/logs"
 	manifestcmd "github.com/kpaas/kpaas/pkg/cmd/manifest"
 	"github.com/kpaas/kpaas/pkg/cmd/releases"
+	"github.com/kpaas/kpaas/pkg/cmd/renderjob"
 	"github.com/kpaas/kpaas/pkg/cmd/scp"
 	"github.com/kpaas/kpaas/pkg/cmd/showconfig"
 	"github.com/kpaas/kpaas/pkg/cmd/ssh"
@@ -67,6 +68,7 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 	root.AddCommand(logs.NewCmdLogs(f, nil))
 	root.AddCommand(scp.NewCmdSCP(f, nil))
 	root.AddCommand(ssh.NewCmdSSH(f, nil))
+	root.AddCommand(renderjob.NewCmdRenderJob(f, nil))
 	root.AddCommand(version.NewCmdVersion(f, nil))
 	// Register new commands here, one line each, in alphabetical order.
 	root.AddCommand(showconfig.NewCmdCloudConfig(f, nil))

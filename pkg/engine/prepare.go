@@ -25,6 +25,7 @@ import (
 	"github.com/kpaas/kpaas/pkg/plan"
 	"github.com/kpaas/kpaas/pkg/release"
 	"github.com/kpaas/kpaas/pkg/render"
+	"github.com/kpaas/kpaas/pkg/render/erb"
 	"github.com/kpaas/kpaas/pkg/state"
 )
 
@@ -259,7 +260,9 @@ func (p *Prepared) render(deployment string, cc *manifest.CloudConfig) error {
 			slots = append(slots, slot{g.Name, len(rin.Instances[g.Name]) - 1, inst})
 		}
 	}
-	out, err := render.NewRenderer().RenderDeployment(rin)
+	renderer, stopERB := erb.NewRenderer(erb.Options{}) // one pool of ruby renderers for this deploy
+	defer stopERB()
+	out, err := renderer.RenderDeployment(rin)
 	if err != nil {
 		return fmt.Errorf("rendering the job templates: %w", err)
 	}
