@@ -16,6 +16,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/kpaas/kpaas/pkg/blobstore"
 	"github.com/kpaas/kpaas/pkg/release"
 	"github.com/kpaas/kpaas/pkg/state"
+	"github.com/kpaas/kpaas/pkg/ui"
 )
 
 // recordingCPI counts the calls that change the cloud.
@@ -133,7 +135,12 @@ func (w *iaasWorld) engine() *Engine {
 	key, err := agentclient.GenerateKey()
 	require.NoError(w.t, err)
 	return &Engine{State: w.st, Blobs: w.blobs, ClientKey: key, Dial: w.agents.dial,
-		CPIs: func(az string) (cpi.CPI, string, error) { return w.cloud, "default", nil }}
+		CPIs: func(az string) (cpi.CPI, string, error) { return w.cloud, "default", nil },
+		Sink: ui.ProgressFunc(func(p ui.Progress) {
+			if p.Status == "done" && p.Duration > 2*time.Second {
+				w.t.Logf("slow step: %s %s %s: %s", p.Stage, p.Object, p.Step, p.Duration.Round(time.Millisecond))
+			}
+		})}
 }
 
 func (w *iaasWorld) apply(m string, recreate bool) *Prepared {
@@ -154,7 +161,7 @@ func (w *iaasWorld) load() *state.DeploymentState {
 const iaasManifest = `name: iaas
 releases: [{name: kpaas-hello, version: latest}]
 stemcells: [{alias: default, os: ubuntu-jammy, version: latest}]
-update: {canaries: 1, max_in_flight: 2, canary_watch_time: 1000, update_watch_time: 1000}
+update: {canaries: 1, max_in_flight: 2, serial: false, canary_watch_time: 1000, update_watch_time: 1000}
 instance_groups:
 - name: web
   azs: [z1, z2]
