@@ -227,6 +227,12 @@ func TestDeployThroughOpenStack(t *testing.T) {
 	assert.Equal(t, vms["data/0"].CID, vol.Attachments[0].ServerID)
 	assert.Contains(t, w.agents.calls("add_persistent_disk "+diskCID), "data/0")
 
+	// Every create_vm, compile VMs included, had its AZ's availability_zone.
+	require.NotEmpty(t, w.cloud.vmProps)
+	for _, p := range w.cloud.vmProps {
+		assert.Equal(t, "nova", p["availability_zone"], "create_vm props %v", p)
+	}
+
 	// A redeploy with no change touches nothing in the cloud.
 	assert.Contains(t, w.cloud.mutations(), "attach_disk", "the first deploy was recorded")
 	p := w.apply(iaasManifest, false)

@@ -33,6 +33,8 @@ type recordingCPI struct {
 	cpi.CPI
 	mu    sync.Mutex
 	calls []string
+	// vmProps are the cloud properties of every create_vm, compile VMs too.
+	vmProps []cpi.Props
 }
 
 func (r *recordingCPI) rec(call string) {
@@ -52,6 +54,9 @@ func (r *recordingCPI) mutations() []string {
 
 func (r *recordingCPI) CreateVM(ctx context.Context, a cpi.AgentID, sc cpi.StemcellCID, p cpi.Props, n cpi.Networks, d []cpi.DiskCID, e cpi.Env) (cpi.VMCID, cpi.Networks, error) {
 	r.rec("create_vm")
+	r.mu.Lock()
+	r.vmProps = append(r.vmProps, p)
+	r.mu.Unlock()
 	return r.CPI.CreateVM(ctx, a, sc, p, n, d, e)
 }
 func (r *recordingCPI) DeleteVM(ctx context.Context, cid cpi.VMCID) error {

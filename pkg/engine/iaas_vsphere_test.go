@@ -155,6 +155,12 @@ func TestDeployThroughVSphereSimulator(t *testing.T) {
 		assert.Empty(t, attachedDisks(s.VM(t, cpi.VMCID(vms[name].CID))), name)
 	}
 
+	// Every create_vm, compile VMs included, had its AZ's datacenters.
+	require.GreaterOrEqual(t, len(w.cloud.vmProps), 4, "3 instances and the compile VMs")
+	for _, p := range w.cloud.vmProps {
+		assert.Contains(t, p, "datacenters", "create_vm props %v", p)
+	}
+
 	// A redeploy with no change touches nothing in the cloud.
 	assert.Contains(t, w.cloud.mutations(), "attach_disk", "the first deploy was recorded")
 	p := w.apply(iaasManifest, false)
