@@ -21,6 +21,7 @@ import (
 	"github.com/kpaas/kpaas/cpi"
 	"github.com/kpaas/kpaas/pkg/cmd/deploy"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
+	"github.com/kpaas/kpaas/pkg/compile"
 	"github.com/kpaas/kpaas/pkg/release"
 	"github.com/kpaas/kpaas/pkg/state"
 	"github.com/kpaas/kpaas/pkg/ui"
@@ -45,6 +46,16 @@ type uploadView struct {
 	AlreadyUploaded bool     `json:"already_uploaded"`
 	SHA256          string   `json:"sha256,omitempty"`
 	CPIs            []string `json:"cpis,omitempty"`
+	// CompiledPackages are the packages of a compiled release, recorded in
+	// the compiled-package cache.
+	CompiledPackages []compiledView `json:"compiled_packages,omitempty"`
+}
+
+type compiledView struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Stemcell string `json:"stemcell"`
+	SHA256   string `json:"sha256"`
 }
 
 func newCmd(f *cmdutil.Factory, use, short, long, example string, nargs int, runF func(*Options) error, run func(context.Context, *Options) error) *cobra.Command {
@@ -82,7 +93,11 @@ func NewCmdUploadRelease(f *cmdutil.Factory, runF func(*Options) error) *cobra.C
 	return newCmd(f, "upload-release TARBALL|DIR", "Upload a release tarball (or a release directory, built first) to the blobstore",
 		`Verify a release tarball (every job and package digest), keep it in the content-addressed
 blobstore beside the state, and record it. A release directory is built into a dev tarball
-first (as `+"`kpaas create-release`"+`). Uploading a release already there does nothing.`,
+first (as `+"`kpaas create-release`"+`). Uploading a release already there does nothing.
+Job and package digests may be bare SHA-1 (older CLIs) or sha256:. A compiled release
+(release.MF compiled_packages, e.g. from `+"`kpaas export-release`"+`) has each compiled package
+stored and recorded for the stemcell it was compiled against: deploys on that stemcell (or
+one of the same major version) install it without compiling.`,
 		"  kpaas upload-release releases/kpaas-hello\n  kpaas upload-release kpaas-hello-1.tgz --json", 1, runF, uploadReleaseRun)
 }
 
@@ -184,6 +199,18 @@ func uploadReleaseRun(ctx context.Context, opts *Options) error {
 		return err
 	}
 	v.SHA256 = id
+	if tb.Manifest.IsCompiled() {
+		rows, err := compile.ImportCompiled(ctx, env.Store, env.Blobs, tb)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			v.CompiledPackages = append(v.CompiledPackages, compiledView{Name: r.Name, Version: r.Version, Stemcell: r.StemcellOS + "/" + r.StemcellVersion, SHA256: r.BlobSHA256})
+		}
+		if !opts.JSON {
+			fmt.Fprintf(opts.IO.ErrOut, "Recorded %d compiled package(s) for stemcell %s.\n", len(rows), strings.Join(tb.Manifest.CompiledStemcells(), ", "))
+		}
+	}
 	if err := env.Store.SaveRelease(ctx, state.Release{Name: v.Name, Version: v.Version, CommitHash: tb.Manifest.CommitHash, SHA256: id}); err != nil {
 		return err
 	}
