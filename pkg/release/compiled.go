@@ -231,3 +231,90 @@ func WriteCompiledTarball(dest string, src *Tarball, pkgs []CompiledInput, opts 
 	}
 	return &m, nil
 }
+
+// RewriteDigests copies the release tarball src to dest with every job,
+// package, compiled package and license digest in release.MF written again
+// as bare SHA-1 (sha1 true, as older CLIs and `bosh sha1ify-release` write
+// them) or as sha256:. The archives themselves are copied unchanged.
+func RewriteDigests(src, dest string, sha1Digests bool) (*Manifest, error) {
+	tb, err := ReadTarball(src, ReadOptions{})
+	if err != nil {
+		return nil, err
+	}
+	sums := map[string]string{}
+	var names []string
+	blobs := map[string][]byte{}
+	err = EachEntry(src, func(name string, r io.Reader) error {
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		if name == "release.MF" {
+			return nil
+		}
+		names = append(names, name)
+		blobs[name] = b
+		if sha1Digests {
+			s := sha1.Sum(b)
+			sums[name] = digestString(AlgoSHA1, s[:])
+		} else {
+			s := sha256.Sum256(b)
+			sums[name] = digestString(AlgoSHA256, s[:])
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	m := *tb.Manifest
+	m.Jobs = append([]JobRef(nil), m.Jobs...)
+	m.Packages = append([]PackageRef(nil), m.Packages...)
+	m.CompiledPackages = append([]CompiledPackageRef(nil), m.CompiledPackages...)
+	for i, j := range m.Jobs {
+		m.Jobs[i].SHA1 = sums["jobs/"+j.Name+".tgz"]
+	}
+	for i, p := range m.Packages {
+		m.Packages[i].SHA1 = sums["packages/"+p.Name+".tgz"]
+	}
+	for i, p := range m.CompiledPackages {
+		m.CompiledPackages[i].SHA1 = sums["compiled_packages/"+p.Name+".tgz"]
+	}
+	if m.License != nil {
+		l := *m.License
+		l.SHA1 = sums["license.tgz"]
+		m.License = &l
+	}
+	mf, err := m.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	out, err := os.Create(dest)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	gz := gzip.NewWriter(out)
+	tw := tar.NewWriter(gz)
+	write := func(name string, b []byte) error {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Size: int64(len(b)), Mode: 0o644, ModTime: archiveTime, Format: tar.FormatPAX}); err != nil {
+			return err
+		}
+		_, err := tw.Write(b)
+		return err
+	}
+	if err := write("release.MF", mf); err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if err := write(n, blobs[n]); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := gz.Close(); err != nil {
+		return nil, err
+	}
+	return &m, out.Close()
+}
