@@ -180,6 +180,11 @@ func uploadReleaseRun(ctx context.Context, opts *Options) error {
 	for _, r := range rels {
 		if r.Name == v.Name && r.Version == v.Version && env.Blobs.Has(strings.TrimPrefix(r.SHA256, "sha256:")) {
 			v.AlreadyUploaded, v.SHA256 = true, r.SHA256
+			// A compiled release of a version already there (from source, or
+			// compiled for another stemcell) still adds its compiled packages.
+			if err := importCompiled(ctx, opts, env, tb, &v); err != nil {
+				return err
+			}
 			return print(opts, v)
 		}
 	}
@@ -199,23 +204,33 @@ func uploadReleaseRun(ctx context.Context, opts *Options) error {
 		return err
 	}
 	v.SHA256 = id
-	if tb.Manifest.IsCompiled() {
-		rows, err := compile.ImportCompiled(ctx, env.Store, env.Blobs, tb)
-		if err != nil {
-			return err
-		}
-		for _, r := range rows {
-			v.CompiledPackages = append(v.CompiledPackages, compiledView{Name: r.Name, Version: r.Version, Stemcell: r.StemcellOS + "/" + r.StemcellVersion, SHA256: r.BlobSHA256})
-		}
-		if !opts.JSON {
-			fmt.Fprintf(opts.IO.ErrOut, "Recorded %d compiled package(s) for stemcell %s.\n", len(rows), strings.Join(tb.Manifest.CompiledStemcells(), ", "))
-		}
+	if err := importCompiled(ctx, opts, env, tb, &v); err != nil {
+		return err
 	}
 	if err := env.Store.SaveRelease(ctx, state.Release{Name: v.Name, Version: v.Version, CommitHash: tb.Manifest.CommitHash, SHA256: id}); err != nil {
 		return err
 	}
 	_, _ = env.Store.AppendEvents(ctx, state.Event{Action: "create", ObjectType: "release", ObjectName: v.Name + "/" + v.Version})
 	return print(opts, v)
+}
+
+// importCompiled records a compiled release's packages in the
+// compiled-package cache (nothing for a release with sources).
+func importCompiled(ctx context.Context, opts *Options, env *deploy.Env, tb *release.Tarball, v *uploadView) error {
+	if !tb.Manifest.IsCompiled() {
+		return nil
+	}
+	rows, err := compile.ImportCompiled(ctx, env.Store, env.Blobs, tb)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		v.CompiledPackages = append(v.CompiledPackages, compiledView{Name: r.Name, Version: r.Version, Stemcell: r.StemcellOS + "/" + r.StemcellVersion, SHA256: r.BlobSHA256})
+	}
+	if !opts.JSON {
+		fmt.Fprintf(opts.IO.ErrOut, "Recorded %d compiled package(s) for stemcell %s.\n", len(rows), strings.Join(tb.Manifest.CompiledStemcells(), ", "))
+	}
+	return nil
 }
 
 func uploadStemcellRun(ctx context.Context, opts *Options) error {

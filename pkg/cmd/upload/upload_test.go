@@ -107,15 +107,25 @@ func TestUploadCompiledReleaseRecordsItsPackagesInTheCompileCache(t *testing.T) 
 		tgz := filepath.Join(t.TempDir(), "compiled.tgz")
 		_, err := release.WriteCompiledTarball(tgz, src, in, release.ExportOptions{Stemcell: "busybox/1", SHA1: sha1})
 		require.NoError(t, err)
-		ios, _, stdout, _ := ui.Test()
-		f := &cmdutil.Factory{IO: ios, Globals: &cmdutil.GlobalOptions{State: dir, JSON: true},
-			Logger: func() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }}
-		c := NewCmdUploadRelease(f, nil)
-		c.SetArgs([]string{tgz})
-		require.NoError(t, c.Execute())
-		var v uploadView
-		require.NoError(t, json.Unmarshal(stdout.Bytes(), &v))
+		upload := func(path string) uploadView {
+			ios, _, stdout, _ := ui.Test()
+			f := &cmdutil.Factory{IO: ios, Globals: &cmdutil.GlobalOptions{State: dir, JSON: true},
+				Logger: func() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }}
+			c := NewCmdUploadRelease(f, nil)
+			c.SetArgs([]string{path})
+			require.NoError(t, c.Execute())
+			var v uploadView
+			require.NoError(t, json.Unmarshal(stdout.Bytes(), &v))
+			return v
+		}
+		if !sha1 {
+			// The same version from source first: the compiled upload
+			// still adds its compiled packages, as the director does.
+			assert.Empty(t, upload(srcPath).CompiledPackages)
+		}
+		v := upload(tgz)
 		assert.Equal(t, "7", v.Version)
+		assert.Equal(t, !sha1, v.AlreadyUploaded)
 		require.Len(t, v.CompiledPackages, 2)
 
 		st, err := state.Open(context.Background(), dir, state.Options{})
