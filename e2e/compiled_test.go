@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kpaas/kpaas/pkg/release"
 )
 
 // A release compiled by one kpaas (deploy, then export-release) uploads into
@@ -17,7 +19,18 @@ import (
 // compiled for, the deploy is refused before anything changes.
 func TestCompiledReleaseDeploysWithoutCompiling(t *testing.T) {
 	a := newEnv(t)
-	a.setup()
+	// The source release as an older CLI writes it: bare SHA-1 digests.
+	rd, err := release.ReadDir(filepath.Join(moduleDir, "releases", "kpaas-hello"))
+	require.NoError(t, err)
+	_, err = rd.WriteTarball(filepath.Join(a.work, "hello.tgz"), release.CreateOptions{Version: "5"})
+	require.NoError(t, err)
+	mf, err := release.RewriteDigests(filepath.Join(a.work, "hello.tgz"), filepath.Join(a.work, "hello-sha1.tgz"), true)
+	require.NoError(t, err)
+	require.Len(t, mf.Jobs[0].SHA1, 40)
+	a.must("create-stemcell", "--os", "busybox", "--agent", filepath.Join(binDir, "kpaas-agent"), "-o", filepath.Join(a.work, "stemcell.tgz"))
+	a.must("upload-stemcell", filepath.Join(a.work, "stemcell.tgz"))
+	a.must("upload-release", filepath.Join(a.work, "hello-sha1.tgz"))
+	a.cloudConfig()
 	m := a.write("hello.yml", helloManifest)
 	r := a.must("deploy", m, "-v", "instances=1", "-v", "greeting=hi", "-n", "--json")
 	compiled := false
@@ -25,11 +38,13 @@ func TestCompiledReleaseDeploysWithoutCompiling(t *testing.T) {
 		compiled = compiled || strings.HasPrefix(ev.Object, "compilation/") && ev.Step == "create_vm"
 	}
 	require.True(t, compiled, "the first deploy compiles on a compile VM")
+	assert.Contains(t, get(t, "http://"+a.subnet+".10:8080/"), "<h1>hi</h1>", "the bare SHA-1 release deployed")
 	var rels []struct{ Name, Version string }
 	require.NoError(t, json.Unmarshal([]byte(a.must("releases", "--json").stdout), &rels))
 	var scs []struct{ Name, Version, OS string }
 	require.NoError(t, json.Unmarshal([]byte(a.must("stemcells", "--json").stdout), &scs))
 	require.Len(t, rels, 1)
+	require.Equal(t, "5", rels[0].Version)
 	require.NotEmpty(t, scs)
 	stemcell := scs[0].OS + "/" + scs[0].Version
 	r = a.must("export-release", rels[0].Name+"/"+rels[0].Version, stemcell, "-o", a.work, "--json")
@@ -55,15 +70,7 @@ func TestCompiledReleaseDeploysWithoutCompiling(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &up))
 	require.Len(t, up.CompiledPackages, 2)
 	assert.Equal(t, stemcell, up.CompiledPackages[0].Stemcell)
-	b.write("cloud.yml", fmt.Sprintf(`
-azs: [{name: z1}, {name: z2}]
-vm_types: [{name: small}]
-networks:
-- name: net
-  subnets: [{range: %[1]s.0/24, gateway: %[1]s.1, reserved: [%[1]s.2-%[1]s.9], azs: [z1, z2]}]
-compilation: {workers: 2, az: z1, network: net, vm_type: small}
-`, b.subnet))
-	b.must("update-cloud-config", "cloud.yml", "-n")
+	b.cloudConfig()
 	mb := b.write("hello.yml", helloManifest)
 	r = b.must("deploy", mb, "-v", "instances=2", "-v", "greeting=compiled", "-n", "--json")
 	creates := 0
@@ -93,4 +100,18 @@ compilation: {workers: 2, az: z1, network: net, vm_type: small}
 	assert.Contains(t, r.stderr, "compiled against stemcell '"+stemcell+"'")
 	assert.Equal(t, vms, vmDirs(t, b), "no VM touched")
 	assert.Contains(t, get(t, "http://"+b.subnet+".10:8080/"), "<h1>compiled</h1>", "the deployment is as it was")
+}
+
+// cloudConfig saves a cloud-config for the local cloud on e.subnet.0/24.
+func (e *env) cloudConfig() {
+	e.t.Helper()
+	e.write("cloud.yml", fmt.Sprintf(`
+azs: [{name: z1}, {name: z2}]
+vm_types: [{name: small}]
+networks:
+- name: net
+  subnets: [{range: %[1]s.0/24, gateway: %[1]s.1, reserved: [%[1]s.2-%[1]s.9], azs: [z1, z2]}]
+compilation: {workers: 2, az: z1, network: net, vm_type: small}
+`, e.subnet))
+	e.must("update-cloud-config", "cloud.yml", "-n")
 }
