@@ -84,6 +84,7 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 	root.AddCommand(deploy.NewCmdStop(f, nil))
 	root.AddCommand(upload.NewCmdUploadRelease(f, nil))
 	root.AddCommand(upload.NewCmdUploadStemcell(f, nil))
+	root.AddCommand(upload.NewCmdExportRelease(f, nil))
 	root.AddCommand(configs.NewCmdConfigs(f, nil))
 	root.AddCommand(showconfig.NewCmdCPIConfig(f, nil))
 	root.AddCommand(events.NewCmdEvents(f, nil))
