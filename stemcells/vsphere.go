@@ -29,7 +29,7 @@ func VSphere(ctx context.Context, o OpenStackOptions) (*Manifest, error) {
 	return bootable(ctx, o, bootTarget{
 		iaas: "vsphere", hypervisor: "esxi", format: "vsphere-ova",
 		packages: VSpherePackages, agentConfig: VSphereAgentConfig,
-		cmdline: "root=LABEL=root ro console=tty0 net.ifnames=0",
+		cmdline: "root=LABEL=root ro console=ttyS0,115200n8 console=tty0 net.ifnames=0",
 		props:   map[string]any{"disk_format": "ovf", "container_format": "bare", "root_device_name": "/dev/sda1"},
 		image: func(ctx context.Context, raw, dir string) ([]string, error) {
 			fi, err := os.Stat(raw)

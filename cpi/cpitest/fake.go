@@ -520,3 +520,19 @@ func (f *Fake) DeleteSnapshot(ctx context.Context, cid cpi.SnapshotCID) error {
 }
 
 var _ cpi.CPI = (*Fake)(nil)
+
+// Vanish removes a VM as if the IaaS lost it (a host died, someone deleted
+// it by hand): has_vm turns false and its disks are detached, with no
+// delete_vm call recorded. For tests of resurrection and cloud check.
+func (f *Fake) Vanish(cid cpi.VMCID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if vm, ok := f.st.VMs[cid]; ok {
+		for _, d := range vm.Disks {
+			if disk, ok := f.st.Disks[d]; ok && disk.VM == cid {
+				disk.VM = ""
+			}
+		}
+	}
+	delete(f.st.VMs, cid)
+}

@@ -85,3 +85,21 @@ func methods(cs []cpitest.Call) []string {
 	}
 	return out
 }
+
+func TestFakeVanish(t *testing.T) {
+	ctx := context.Background()
+	f := cpitest.NewFake()
+	st, _ := f.CreateStemcell(ctx, "/dev/null", nil)
+	vm, _, err := f.CreateVM(ctx, "a", st, nil, nil, nil, nil)
+	require.NoError(t, err)
+	d, _ := f.CreateDisk(ctx, 1, nil, vm)
+	_, err = f.AttachDisk(ctx, vm, d)
+	require.NoError(t, err)
+	f.Vanish(vm)
+	ok, err := f.HasVM(ctx, vm)
+	require.NoError(t, err)
+	assert.False(t, ok)
+	disk, _ := f.Disk(d)
+	assert.Empty(t, disk.VM, "the disk survives, detached")
+	assert.Zero(t, f.CallCount("delete_vm"))
+}

@@ -144,6 +144,7 @@ func (c cgroups) remove(vm string, timeout time.Duration) error {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
+		_ = os.Remove(filepath.Dir(d)) // the state dir's group, once its last VM is gone
 	}
 	return errors.Join(errs...)
 }

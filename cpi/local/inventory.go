@@ -43,17 +43,24 @@ func (l *Local) Inventory() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	vmIDs := map[string]bool{}
+	mine := map[string]bool{}
 	vms, _ := l.listVMs()
 	for _, v := range vms {
 		for _, n := range v.NICs {
-			vmIDs[n.HostVeth] = true
+			mine[n.HostVeth] = true
+		}
+	}
+	bridgeIdx := map[int]bool{}
+	for _, ln := range links {
+		if _, ok := bridges[ln.Attrs().Name]; ok {
+			bridgeIdx[ln.Attrs().Index] = true
 		}
 	}
 	for _, ln := range links {
-		name := ln.Attrs().Name
-		if _, ok := bridges[name]; ok || vmIDs[name] || (strings.HasPrefix(name, "kv") && len(name) == 11) {
-			out = append(out, "link/"+name)
+		a := ln.Attrs()
+		// This cloud's bridges, its VMs' veths, and any veth left on its bridges.
+		if _, ok := bridges[a.Name]; ok || mine[a.Name] || (a.MasterIndex != 0 && bridgeIdx[a.MasterIndex]) {
+			out = append(out, "link/"+a.Name)
 		}
 	}
 	for name := range bridges {
@@ -61,6 +68,9 @@ func (l *Local) Inventory() ([]string, error) {
 	}
 	// cgroups and their processes.
 	for _, p := range l.cg.parents() {
+		if _, err := os.Stat(p); err == nil {
+			out = append(out, "cgroup-group"+p)
+		}
 		ents, _ := os.ReadDir(p)
 		for _, e := range ents {
 			if e.IsDir() {

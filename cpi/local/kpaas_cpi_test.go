@@ -77,7 +77,7 @@ func TestKpaasCPILocalThroughExternal(t *testing.T) {
 	kpaas := buildKpaas(t)
 	dir, err := os.MkdirTemp("", "kpaas-local-ext-")
 	require.NoError(t, err)
-	defer os.RemoveAll(dir)
+	t.Cleanup(func() { os.RemoveAll(dir) }) // after the suite's own cleanups, which open the cloud again
 	cfg := filepath.Join(t.TempDir(), "cpi.json")
 	b, _ := json.Marshal(map[string]any{"dir": dir})
 	require.NoError(t, os.WriteFile(cfg, b, 0o600))
@@ -121,7 +121,7 @@ func TestParallelCallsFromSeparateProcesses(t *testing.T) {
 	kpaas := buildKpaas(t)
 	dir, err := os.MkdirTemp("", "kpaas-local-par-")
 	require.NoError(t, err)
-	defer os.RemoveAll(dir)
+	t.Cleanup(func() { os.RemoveAll(dir) }) // after the suite's own cleanups, which open the cloud again
 	cfg := filepath.Join(t.TempDir(), "cpi.json")
 	b, _ := json.Marshal(map[string]any{"dir": dir})
 	require.NoError(t, os.WriteFile(cfg, b, 0o600))

@@ -319,7 +319,8 @@ func unplugNICs(nics []nic) error {
 		if err != nil {
 			continue
 		}
-		if err := netlink.LinkDel(link); err != nil {
+		// The kernel also deletes it when the VM's namespace goes: gone is fine.
+		if err := netlink.LinkDel(link); err != nil && !errors.Is(err, syscall.ENODEV) && !errors.Is(err, syscall.ENOENT) {
 			errs = append(errs, fmt.Errorf("deleting veth %s: %w", n.HostVeth, err))
 		}
 	}

@@ -30,5 +30,6 @@ func Drivers() *registry.Registry {
 		return cpitest.NewFakeFile(c.StateFile)
 	})
 	registerLocal(r)
+	registerVsphere(r)
 	return r
 }
