@@ -16,6 +16,7 @@ t0=$(date +%s)
 step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - t0 ))"; }
 die() { echo "quickstart: $*" >&2; exit 1; }
 
+main() {
 [ "$(id -u)" = 0 ] || die "run as root: the local cloud uses namespaces, a bridge and loop devices (sudo make quickstart)"
 [ -x "$GO" ] || die "Go 1.26 not found (looked for go on PATH and /usr/local/go/bin/go): install it from https://go.dev/dl/"
 
@@ -51,9 +52,9 @@ else
 fi
 "$kpaas" upload-stemcell "$QS_DIR/stemcell.tgz"
 
-step "Releases (haproxy, postgres, kpaas-app)"
+step "Releases (haproxy, postgres, kpaas-app, registry)"
 make -s releases GO="$GO"
-for r in haproxy postgres kpaas-app; do
+for r in haproxy postgres kpaas-app registry; do
 	"$kpaas" upload-release "releases/$r"
 done
 
@@ -64,6 +65,7 @@ step "Deploying kpaas-lite"
 "$kpaas" deploy -d kpaas-lite manifests/quickstart/kpaas-lite.yml -l manifests/quickstart/vars.yml -n
 
 ip=$(awk '/^haproxy_ip:/{print $2}' manifests/quickstart/vars.yml)
+reg=$(awk '/^registry_ip:/{print $2}' manifests/quickstart/vars.yml)
 step "Done"
 cat <<MSG
 kpaas-lite is running. Point a browser at:
@@ -71,7 +73,13 @@ kpaas-lite is running. Point a browser at:
   http://$ip/              the app (each visit is recorded in PostgreSQL)
   http://$ip:8404/stats    HAProxy's stats (user admin; the password is the
                                  generated variable haproxy_stats_password)
+  http://$reg:5000/v2/     the image registry (user admin; password: the
+                                 generated variable registry_password; plain HTTP)
 
 From another machine: ssh -L 8080:$ip:80 root@$(hostname) and open http://localhost:8080/
 Remove it all:        bin/kpaas delete-deployment -d kpaas-lite -n
 MSG
+}
+
+# The whole script is read before it runs: editing it during a run is safe.
+main "$@"
