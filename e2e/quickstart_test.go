@@ -84,6 +84,22 @@ func TestQuickstart(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, get(t, "http://"+quickstartIP+"/notes"), note)
 
+	// HAProxy's health checks take a stopped app instance out: every answer
+	// comes from the other one, then both again once it is started.
+	out, err = run(kpaas, "stop", "-d", "kpaas-lite", "app/0", "-n")
+	require.NoError(t, err, out)
+	onlyApp1 := 0
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && onlyApp1 < 6; time.Sleep(500 * time.Millisecond) {
+		if page := tryGet("http://" + quickstartIP + "/"); strings.Contains(page, "<b>app/1</b>") {
+			onlyApp1++
+		} else {
+			onlyApp1 = 0
+		}
+	}
+	assert.Equal(t, 6, onlyApp1, "six answers in a row from app/1 while app/0 is stopped")
+	out, err = run(kpaas, "start", "-d", "kpaas-lite", "app/0", "-n")
+	require.NoError(t, err, out)
+
 	// The stats page is there and asks for the generated password.
 	resp, err = http.Get("http://" + quickstartIP + ":8404/stats")
 	require.NoError(t, err)
