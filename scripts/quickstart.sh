@@ -15,6 +15,11 @@ kpaas=$repo/bin/kpaas
 t0=$(date +%s)
 step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - t0 ))"; }
 die() { echo "quickstart: $*" >&2; exit 1; }
+# secret NAME: a generated variable's value, from the state export.
+secret() {
+	"$kpaas" state export --include-secrets 2>/dev/null |
+		awk -v n="\"name\": \"$1\"," 'index($0, n) { f = 1 } f && /"value":/ { sub(/.*"value": "\\"/, ""); sub(/\\"",?$/, ""); print; exit }'
+}
 
 main() {
 [ "$(id -u)" = 0 ] || die "run as root: the local cloud uses namespaces, a bridge and loop devices (sudo make quickstart)"
@@ -67,14 +72,14 @@ step "Deploying kpaas-lite"
 ip=$(awk '/^haproxy_ip:/{print $2}' manifests/quickstart/vars.yml)
 reg=$(awk '/^registry_ip:/{print $2}' manifests/quickstart/vars.yml)
 step "Done"
+stats_pw=$(secret haproxy_stats_password)
+reg_pw=$(secret registry_password)
 cat <<MSG
 kpaas-lite is running. Point a browser at:
 
   http://$ip/              the app (each visit is recorded in PostgreSQL)
-  http://$ip:8404/stats    HAProxy's stats (user admin; the password is the
-                                 generated variable haproxy_stats_password)
-  http://$reg:5000/v2/     the image registry (user admin; password: the
-                                 generated variable registry_password; plain HTTP)
+  http://$ip:8404/stats    HAProxy's stats (user admin, password $stats_pw)
+  http://$reg:5000/v2/     the image registry (user admin, password $reg_pw; plain HTTP)
 
 From another machine: ssh -L 8080:$ip:80 root@$(hostname) and open http://localhost:8080/
 Remove it all:        bin/kpaas delete-deployment -d kpaas-lite -n
