@@ -66,6 +66,10 @@ func TestKPaaSContainerPlatformOnVSphere(t *testing.T) {
 	check(t, "k-paas/container-platform.yml", "k-paas/vsphere/cloud-config.yml", "k-paas/vsphere/vars.yml")
 }
 
+func TestKPaaSContainerPlatformOnTheLocalCloud(t *testing.T) {
+	check(t, "k-paas/container-platform.yml", "k-paas/local/cloud-config.yml", "k-paas/local/vars.yml")
+}
+
 // A static IP outside the cloud-config's static range must fail the same
 // check: the test above can fail.
 func TestAStaticIPOutsideTheRangeFails(t *testing.T) {
