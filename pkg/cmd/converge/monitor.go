@@ -203,24 +203,30 @@ func (m *monitor) loop(ctx context.Context, o conv.Options) error {
 			default:
 			}
 		}
+		wait := interval
 		if lock != nil {
-			if err := m.pass(ctx, o); err != nil && ctx.Err() == nil {
+			next, err := m.pass(ctx, o)
+			if err != nil && ctx.Err() == nil {
 				m.print(conv.Report{Time: time.Now(), Kind: "error", Message: err.Error()})
 			}
+			// Look again sooner when an agent's timeout or a job's grace
+			// period ends before the next interval.
+			wait = min(max(next, 200*time.Millisecond), interval)
 		}
-		if err := sleep(ctx, interval); err != nil {
+		if err := sleep(ctx, wait); err != nil {
 			return nil // Ctrl-C: a clean stop
 		}
 	}
 }
 
-func (m *monitor) pass(ctx context.Context, o conv.Options) error {
+func (m *monitor) pass(ctx context.Context, o conv.Options) (time.Duration, error) {
 	m.metrics.Passes.Inc()
+	next := o.Policy.Defaults().Interval
 	deps := m.opts.Deployments
 	if len(deps) == 0 {
 		all, err := m.env.Store.Deployments(ctx)
 		if err != nil {
-			return err
+			return next, err
 		}
 		for _, d := range all {
 			if d.Manifest != "" {
@@ -231,18 +237,26 @@ func (m *monitor) pass(ctx context.Context, o conv.Options) error {
 	}
 	rules, err := loadRules(ctx, m.env.Store)
 	if err != nil {
-		return err
+		return next, err
 	}
 	var wg sync.WaitGroup
+	var mu sync.Mutex
 	for _, d := range deps {
 		wg.Add(1)
 		go func(d string) {
 			defer wg.Done()
-			if _, err := m.rec.Pass(ctx, d, rules); err != nil && ctx.Err() == nil {
+			out, err := m.rec.Pass(ctx, d, rules)
+			if err != nil && ctx.Err() == nil {
 				m.print(conv.Report{Time: time.Now(), Deployment: d, Kind: "error", Message: err.Error()})
+				return
 			}
+			mu.Lock()
+			if out.Next > 0 && out.Next < next {
+				next = out.Next
+			}
+			mu.Unlock()
 		}(d)
 	}
 	wg.Wait()
-	return nil
+	return next, nil
 }
