@@ -54,8 +54,8 @@ type Observation struct {
 	VMGone bool
 	// JobState is the agent's last job_state (running, failing, stopped).
 	JobState string
-	// FailingSince is when the job state turned from running to failing
-	// (zero while it is not failing). A running answer resets it, which is
+	// FailingSince is when the job state turned from running to anything
+	// else: failing, starting, stopped, unknown (zero while it is running). A running answer resets it, which is
 	// what debounces a flapping job: it must fail for the whole grace period.
 	FailingSince time.Time
 	// Failing names the failing processes, for messages.
@@ -200,7 +200,9 @@ func Observe(now time.Time, o Observation, jobState string, failing []string, er
 	}
 	o.LastAnswer, o.LastError, o.VMGone = now, "", false
 	o.JobState, o.Failing = jobState, failing
-	if jobState == "failing" {
+	// Anything but running counts: a process crashing in a loop spends
+	// most of its time "starting" (restart backoff), not "failing".
+	if jobState != "running" {
 		if o.FailingSince.IsZero() {
 			o.FailingSince = now
 		}

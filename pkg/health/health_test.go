@@ -94,6 +94,12 @@ func TestFlappingJobIsDebounced(t *testing.T) {
 	require.Len(t, unhealthy, 1)
 	assert.Equal(t, []Reason{ReasonFailingJob}, unhealthy[0].Reasons)
 
+	// A job stuck "starting" (a crash loop under restart backoff) counts too.
+	s := Observe(t0, Observation{}, "starting", nil, "")
+	s = Observe(t0.Add(31*time.Second), s, "starting", nil, "")
+	_, unhealthy, _ = p.Evaluate(t0.Add(31*time.Second), []Target{tg(0)}, map[string]Observation{"u0": s})
+	require.Len(t, unhealthy, 1)
+
 	// An answer after silence clears the agent's lateness; a failed probe keeps LastAnswer.
 	o = Observe(now.Add(time.Second), o, "", nil, "eof")
 	assert.Equal(t, now, o.LastAnswer)

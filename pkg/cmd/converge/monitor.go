@@ -2,6 +2,7 @@ package converge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -105,7 +106,8 @@ func (m *monitor) print(r conv.Report) {
 	m.out.Lock()
 	defer m.out.Unlock()
 	if m.opts.JSON {
-		_ = ui.WriteJSON(m.opts.IO.Out, r)
+		b, _ := json.Marshal(r) // one line per report (NDJSON)
+		_, _ = m.opts.IO.Out.Write(append(b, '\n'))
 		return
 	}
 	printReport(m.opts.IO.Out, r)
