@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -149,7 +150,11 @@ func TestACrashingJobIsRestartedThenItsVMRecreated(t *testing.T) {
 	require.Len(t, vms, 1)
 	// Break the job's executable inside the VM and kill it: it crashes in a
 	// loop; a restart does not help (the file stays broken), a new VM does.
-	inVM(t, e, vms[0], "sh", "-c", "printf '#!/bin/sh\\nexit 1\\n' > /var/vcap/packages/hello-scripts/bin/hello-server; pkill -f hello-server || killall hello-server || true")
+	inVM(t, e, vms[0], "sh", "-c", `printf '#!/bin/sh\nexit 1\n' > /var/vcap/packages/hello-scripts/bin/hello-server`)
+	// Kill the running server inside the VM's PID namespace.
+	out, err := exec.Command("nsenter", "-t", strconv.Itoa(vmPID(t, e, vms[0])), "-m", "-p", "--", "sh", "-c",
+		`for p in /proc/[0-9]*; do n=${p#/proc/}; [ "$n" = "$$" ] && continue; tr '\0' ' ' < $p/cmdline 2>/dev/null | grep -q '^busybox httpd' && kill -9 $n; done; true`).CombinedOutput()
+	require.NoError(t, err, "%s", out)
 	deadline := time.Now().Add(90 * time.Second)
 	var log strings.Builder
 	for time.Now().Before(deadline) && len(vmDirs(t, e)) == 1 && vmDirs(t, e)[0] == vms[0] {
@@ -158,8 +163,8 @@ func TestACrashingJobIsRestartedThenItsVMRecreated(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 	t.Log(log.String())
-	assert.Contains(t, log.String(), "RESTART", "a restart came first")
-	assert.Contains(t, log.String(), "recreate: failing_job")
+	assert.Contains(t, log.String(), "REMEDIATING: restart: failing_job", "a restart came first")
+	assert.Contains(t, log.String(), "REMEDIATING: recreate: failing_job", "then the VM was recreated")
 	after := vmDirs(t, e)
 	require.Len(t, after, 1)
 	assert.NotEqual(t, vms, after, "the VM was recreated")

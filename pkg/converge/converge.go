@@ -113,10 +113,11 @@ type instState struct {
 // Reconciler observes and remediates; safe for one goroutine at a time per
 // method, observation runs its probes concurrently.
 type Reconciler struct {
-	deps Deps
-	opts Options
-	mu   sync.Mutex
-	inst map[string]*instState // by instance UUID
+	deps   Deps
+	opts   Options
+	mu     sync.Mutex
+	inst   map[string]*instState // by instance UUID
+	seeded map[string]bool       // deployments whose history was read
 }
 
 // New makes a reconciler.
@@ -135,7 +136,7 @@ func New(deps Deps, opts Options) *Reconciler {
 	if deps.Report == nil {
 		deps.Report = func(Report) {}
 	}
-	return &Reconciler{deps: deps, opts: opts, inst: map[string]*instState{}}
+	return &Reconciler{deps: deps, opts: opts, inst: map[string]*instState{}, seeded: map[string]bool{}}
 }
 
 func (r *Reconciler) report(dep, inst, kind, format string, args ...any) {
@@ -156,6 +157,7 @@ func (r *Reconciler) load(ctx context.Context, dep string) ([]Watched, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.seed(ctx, dep)
 	vms := ds.VMsByInstance()
 	var out []Watched
 	for _, i := range ds.Instances {
@@ -172,6 +174,36 @@ func (r *Reconciler) load(ctx context.Context, dep string) ([]Watched, error) {
 		out = append(out, w)
 	}
 	return out, nil
+}
+
+// seed reads the remediations of the last budget window from the events,
+// so the retry budget and restart-then-recreate hold across runs of
+// `kpaas converge` and restarts of the monitor.
+func (r *Reconciler) seed(ctx context.Context, dep string) {
+	r.mu.Lock()
+	done := r.seeded[dep]
+	r.seeded[dep] = true
+	r.mu.Unlock()
+	if done {
+		return
+	}
+	evs, err := r.deps.Store.Events(ctx, state.EventFilter{Deployment: dep, After: r.deps.Now().Add(-r.opts.Budget.Window)})
+	if err != nil {
+		return
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ev := range evs {
+		a, ok := strings.CutPrefix(ev.Action, "resurrect-")
+		if !ok || ev.ObjectType != "instance" {
+			continue
+		}
+		_, uuid, _ := strings.Cut(ev.ObjectName, "/")
+		s := r.state(uuid)
+		s.attempts = append(s.attempts, ev.Time)
+		s.lastFix, s.lastFixAt = Action(a), ev.Time
+	}
 }
 
 // Observe asks every Watched instance's agent for its state once, and the

@@ -264,3 +264,24 @@ func TestResurrectionRulesAndRetryBudget(t *testing.T) {
 	require.Len(t, evs, 2)
 	assert.Equal(t, "create_vm failed", evs[0].Error)
 }
+
+func TestHistoryFromEventsSurvivesARestart(t *testing.T) {
+	w := newWorld(t, 1, Options{Budget: health.Budget{Backoff: time.Second}})
+	w.pass(t)
+	w.fleet.set("web/0", "failing")
+	for i := 0; i < 5; i++ {
+		w.clock.Add(10 * time.Second)
+		w.pass(t)
+	}
+	assert.Equal(t, []string{"restart web/0"}, w.rem.got())
+
+	// A new reconciler (the next `kpaas converge`, a restarted monitor)
+	// knows a restart was tried and goes on to recreate.
+	r2 := New(w.r.deps, w.r.opts)
+	for i := 0; i < 5; i++ {
+		w.clock.Add(10 * time.Second)
+		_, err := r2.Pass(context.Background(), "d", health.Resurrection{})
+		require.NoError(t, err)
+	}
+	assert.Equal(t, []string{"recreate web/0"}, w.rem.got())
+}
