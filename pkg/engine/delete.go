@@ -28,8 +28,8 @@ func (e *Engine) DeleteDeployment(ctx context.Context, ds *state.DeploymentState
 	r := &run{e: e, p: p, prep: &Prepared{Plan: p}, vms: map[string]state.VM{}, disks: map[string]state.Disk{}, results: map[string]*Result{}}
 	var orphanVMs []state.VM
 	for _, v := range ds.VMs {
-		if v.Instance == "" {
-			orphanVMs = append(orphanVMs, v) // compile VMs left by an interrupted deploy
+		if v.Instance == "" || !v.Active {
+			orphanVMs = append(orphanVMs, v) // compile VMs, or old VMs of a swap, left by an interrupted deploy
 		} else if v.Active {
 			r.vms[v.Instance] = v
 		}

@@ -388,7 +388,11 @@ func (r *run) instance(ctx context.Context, g *plan.Group, inst *plan.Instance, 
 	case plan.ActionCreate:
 		err = r.createInstance(ctx, stage, name, g, inst, canary)
 	case plan.ActionRecreate:
-		err = r.recreateInstance(ctx, stage, name, g, inst, canary)
+		if inst.Swap {
+			err = r.swapInstance(ctx, stage, name, g, inst, canary)
+		} else {
+			err = r.recreateInstance(ctx, stage, name, g, inst, canary)
+		}
 	case plan.ActionUpdate:
 		err = r.updateInstance(ctx, stage, name, g, inst, canary)
 	}
@@ -513,6 +517,9 @@ func (r *run) saveInstance(ctx context.Context, inst *plan.Instance, spec *plan.
 	i := state.Instance{Deployment: r.p.Deployment, Group: inst.Group, Index: inst.Index, UUID: inst.UUID, AZ: inst.AZ, Bootstrap: inst.Bootstrap, DesiredState: state.Started}
 	if inst.Existing != nil && inst.Existing.Stopped {
 		i.DesiredState = state.Stopped
+		if inst.Existing.Detached {
+			i.DesiredState = state.Detached
+		}
 	}
 	if spec != nil {
 		b, err := json.Marshal(spec)
@@ -564,6 +571,75 @@ func (r *run) recreateInstance(ctx context.Context, stage, name string, g *plan.
 		}
 	}
 	return r.createInstance(ctx, stage, name, g, inst, canary)
+}
+
+// swapInstance recreates create-swap-delete: the new VM (at new addresses)
+// is created and started before the old one is stopped and deleted; a
+// persistent disk moves from the old VM to the new one in between.
+func (r *run) swapInstance(ctx context.Context, stage, name string, g *plan.Group, inst *plan.Instance, canary bool) error {
+	c, _, err := r.e.CPIs(inst.AZ)
+	if err != nil {
+		return err
+	}
+	old, hadVM := r.vm(inst.UUID)
+	_, hasDisk := r.disk(inst.UUID)
+	oldStopped := false
+	if hadVM {
+		// The old VM stays recorded (inactive) until it is deleted.
+		old.Active = false
+		if err := r.e.State.SaveVM(ctx, old); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		delete(r.vms, inst.UUID)
+		r.mu.Unlock()
+		if hasDisk {
+			oldAgent := r.agentFor(inst, old)
+			if err := r.e.step(stage, name, "stop_old", func() error {
+				return oldAgent.StopJobs(ctx, agentclient.StopOptions{SkipDrain: r.e.SkipDrain, VMNextState: "delete"})
+			}); err != nil {
+				return err
+			}
+			oldStopped = true
+			if err := r.detachDisk(ctx, stage, name, c, old, oldAgent, inst); err != nil {
+				return err
+			}
+		}
+	}
+	if err := r.createInstance(ctx, stage, name, g, inst, canary); err != nil {
+		return err
+	}
+	if hadVM {
+		if !oldStopped {
+			_ = r.e.step(stage, name, "stop_old", func() error {
+				err := r.agentFor(inst, old).StopJobs(ctx, agentclient.StopOptions{SkipDrain: r.e.SkipDrain, VMNextState: "delete"})
+				var ce *agentclient.ConnectError
+				if errors.As(err, &ce) {
+					return nil
+				}
+				return err
+			})
+		}
+		if err := r.e.step(stage, name, "delete_old_vm", func() error {
+			if err := c.DeleteVM(ctx, cpi.VMCID(old.CID)); err != nil && !errors.Is(err, cpi.ErrVMNotFound) {
+				return err
+			}
+			return r.e.State.DeleteVM(ctx, old.CID)
+		}); err != nil {
+			return err
+		}
+	}
+	if inst.Existing != nil && inst.Existing.Spec != nil {
+		for net, ns := range inst.Existing.Spec.Networks {
+			if d, ok := inst.Desired.Networks[net]; ok && d.IP == ns.IP {
+				continue
+			}
+			if ns.IP != "" && ns.Type != manifest.NetworkDynamic {
+				_ = r.e.State.ReleaseIP(ctx, net, ns.IP)
+			}
+		}
+	}
+	return nil
 }
 
 func (r *run) updateInstance(ctx context.Context, stage, name string, g *plan.Group, inst *plan.Instance, canary bool) error {

@@ -528,3 +528,75 @@ func TestProbeIP(t *testing.T) {
 	l.Close()
 	assert.False(t, ProbeIP(context.Background(), "127.0.0.1"), "a refused connection is no agent")
 }
+
+func TestHardStoppedInstancesStayDetachedUntilStarted(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	require.NoError(t, w.deploy(manifestOf(2, "hi")))
+	p := w.prepare(manifestOf(2, "hi"), false)
+	insts, err := Select(p.Plan, "web/1")
+	require.NoError(t, err)
+	require.Len(t, insts, 1)
+	require.NoError(t, w.engine().Stop(ctx, p, insts, true))
+	assert.Len(t, w.cloud.VMs(), 1, "stop --hard deletes the VM")
+	ds, _ := w.st.LoadDeployment(ctx, "hello")
+	assert.Len(t, ds.Disks, 2, "and keeps the disk")
+
+	p = w.prepare(manifestOf(2, "hi"), false)
+	assert.Equal(t, 0, p.Plan.Changes(), "a deploy leaves a detached instance alone")
+
+	insts, err = Select(p.Plan, "web/1")
+	require.NoError(t, err)
+	require.NoError(t, w.engine().Start(ctx, p, insts))
+	assert.Len(t, w.cloud.VMs(), 2, "start creates its VM again")
+	p = w.prepare(manifestOf(2, "hi"), false)
+	assert.Equal(t, 0, p.Plan.Changes())
+	ds, _ = w.st.LoadDeployment(ctx, "hello")
+	for _, i := range ds.Instances {
+		assert.Equal(t, state.Started, i.DesiredState)
+	}
+}
+
+func TestCreateSwapDeleteStartsTheNewVMBeforeDeletingTheOld(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	m := strings.Replace(manifestOf(1, "hi"), "update: {", "update: {vm_strategy: create-swap-delete, ", 1)
+	noDisk := strings.Replace(m, "  persistent_disk: 16\n", "", 1)
+	require.NoError(t, w.deploy(noDisk))
+	before, _ := w.st.LoadDeployment(ctx, "hello")
+	oldVM := before.VMs[0].CID
+	oldIP := before.IPs[0].IP
+
+	var sawBoth bool
+	w.agents.onStart = func(name string) {
+		_, ok := w.cloud.VM(cpi.VMCID(oldVM))
+		sawBoth = ok && len(w.cloud.VMs()) == 2
+	}
+	p := w.prepare(noDisk, true)
+	inst := p.Plan.Instances()[0]
+	require.Equal(t, plan.ActionRecreate, inst.Action)
+	require.True(t, inst.Swap)
+	newIP := inst.Desired.Networks["net"].IP
+	assert.NotEqual(t, oldIP, newIP)
+	require.NoError(t, w.engine().Apply(ctx, p))
+	assert.True(t, sawBoth, "the new VM started while the old one still existed")
+	_, ok := w.cloud.VM(cpi.VMCID(oldVM))
+	assert.False(t, ok, "then the old VM was deleted")
+	after, _ := w.st.LoadDeployment(ctx, "hello")
+	require.Len(t, after.VMs, 1)
+	require.Len(t, after.IPs, 1)
+	assert.Equal(t, newIP, after.IPs[0].IP, "the old address is released")
+	again := w.prepare(noDisk, false)
+	assert.Equal(t, 0, again.Plan.Changes(), "%v", again.Plan.Instances()[0].Reasons)
+
+	// With a persistent disk, the disk moves to the new VM.
+	w2 := newWorld(t)
+	require.NoError(t, w2.deploy(m))
+	d0, _ := w2.st.LoadDeployment(ctx, "hello")
+	require.NoError(t, w2.engine().Apply(ctx, w2.prepare(m, true)))
+	d1, _ := w2.st.LoadDeployment(ctx, "hello")
+	require.Len(t, d1.VMs, 1)
+	assert.NotEqual(t, d0.VMs[0].CID, d1.VMs[0].CID)
+	fd, _ := w2.cloud.Disk(cpi.DiskCID(d0.Disks[0].CID))
+	assert.Equal(t, cpi.VMCID(d1.VMs[0].CID), fd.VM)
+}

@@ -105,7 +105,7 @@ func (e *Engine) Start(ctx context.Context, p *Prepared, insts []*plan.Instance)
 			continue
 		}
 		if inst.Existing != nil {
-			inst.Existing.Stopped = false
+			inst.Existing.Stopped, inst.Existing.Detached = false, false
 		}
 		g := groupOf(p.Plan, inst)
 		if _, ok := r.vm(inst.UUID); !ok {

@@ -204,7 +204,38 @@ func Prepare(ctx context.Context, st state.Reader, blobs *blobstore.Store, in Pr
 	}
 	p.Plan = pl
 
-	// Render every instance.
+	p.Packages = map[string][]PackageRef{}
+	for _, g := range pl.Groups {
+		if g.Manifest == nil {
+			continue
+		}
+		pkgs, err := p.groupPackages(g.Manifest)
+		if err != nil {
+			return nil, err
+		}
+		p.Packages[g.Name] = pkgs
+	}
+	if err := p.render(m.Name, cc); err != nil {
+		return nil, err
+	}
+	pl.Compare(plan.Options{Recreate: in.Recreate})
+	for _, i := range pl.Instances() {
+		if i.Swap { // new addresses: render again with them, and compare
+			// again, as the consumers of its links see them too
+			if err := p.render(m.Name, cc); err != nil {
+				return nil, err
+			}
+			pl.Compare(plan.Options{Recreate: in.Recreate})
+			break
+		}
+	}
+	return p, nil
+}
+
+// render renders every planned instance and fills in each desired spec's
+// jobs (template hashes) and packages (fingerprints).
+func (p *Prepared) render(deployment string, cc *manifest.CloudConfig) error {
+	pl := p.Plan
 	var tarballs []*release.Tarball
 	for _, r := range p.Releases {
 		tarballs = append(tarballs, r.Tarball)
@@ -224,24 +255,13 @@ func Prepare(ctx context.Context, st state.Reader, blobs *blobstore.Store, in Pr
 			if inst.Action == plan.ActionDelete || inst.Desired == nil {
 				continue
 			}
-			rin.Instances[g.Name] = append(rin.Instances[g.Name], RenderInstance(m.Name, inst))
+			rin.Instances[g.Name] = append(rin.Instances[g.Name], RenderInstance(deployment, inst))
 			slots = append(slots, slot{g.Name, len(rin.Instances[g.Name]) - 1, inst})
 		}
 	}
 	out, err := render.NewRenderer().RenderDeployment(rin)
 	if err != nil {
-		return nil, fmt.Errorf("rendering the job templates: %w", err)
-	}
-	p.Packages = map[string][]PackageRef{}
-	for _, g := range pl.Groups {
-		if g.Manifest == nil {
-			continue
-		}
-		pkgs, err := p.groupPackages(g.Manifest)
-		if err != nil {
-			return nil, err
-		}
-		p.Packages[g.Name] = pkgs
+		return fmt.Errorf("rendering the job templates: %w", err)
 	}
 	for _, s := range slots {
 		ri := out.Instances[s.group][s.i]
@@ -255,8 +275,7 @@ func Prepare(ctx context.Context, st state.Reader, blobs *blobstore.Store, in Pr
 			s.inst.Desired.Packages[pk.Name] = pk.Fingerprint
 		}
 	}
-	pl.Compare(plan.Options{Recreate: in.Recreate})
-	return p, nil
+	return nil
 }
 
 func (p *Prepared) interpolate(ctx context.Context, st state.Reader, in PrepareInput) (*manifest.Manifest, error) {
@@ -422,7 +441,8 @@ func ExistingFromState(ds *state.DeploymentState) ([]plan.Existing, error) {
 	disks := ds.DisksByInstance()
 	var out []plan.Existing
 	for _, i := range ds.Instances {
-		e := plan.Existing{Group: i.Group, Index: i.Index, UUID: i.UUID, AZ: i.AZ, Bootstrap: i.Bootstrap, Stopped: i.DesiredState == state.Stopped}
+		e := plan.Existing{Group: i.Group, Index: i.Index, UUID: i.UUID, AZ: i.AZ, Bootstrap: i.Bootstrap,
+			Stopped: i.DesiredState == state.Stopped || i.DesiredState == state.Detached, Detached: i.DesiredState == state.Detached}
 		if v := vms[i.UUID]; len(v) > 0 && v[0].Active {
 			e.VMCID = v[0].CID
 		}

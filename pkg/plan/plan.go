@@ -38,6 +38,7 @@ func Place(in Input) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.alloc = alloc
 	byGroup := map[string][]*Existing{}
 	for i := range in.Existing {
 		e := &in.Existing[i]
@@ -548,12 +549,50 @@ func (a *allocator) assign(g *manifest.InstanceGroup, gn *manifest.GroupNetwork,
 func (p *Plan) Compare(opts Options) {
 	for _, g := range p.Groups {
 		for _, i := range g.Instances {
-			if i.Action == ActionDelete {
-				continue
+			if i.Action == ActionDelete || i.Swap {
+				continue // a swapped instance keeps its new addresses
 			}
 			i.Action, i.Reasons = compare(i, g, opts)
+			if i.Action == ActionRecreate && g.Update.Strategy() == manifest.VMStrategyCreateSwapDelete && p.alloc != nil {
+				p.swap(g, i)
+			}
 		}
 	}
+}
+
+// swap gives a recreated instance new addresses on its manual networks so
+// its new VM can run beside the old one (create-swap-delete). Instances with
+// static or vip addresses are recreated delete-create.
+func (p *Plan) swap(g *Group, i *Instance) {
+	if g.Manifest == nil {
+		return
+	}
+	for _, gn := range g.Manifest.Networks {
+		ns := i.Desired.Networks[gn.Name]
+		if ns.Static || ns.Type == manifest.NetworkVIP {
+			return
+		}
+	}
+	nets := make(map[string]NetSpec, len(i.Desired.Networks))
+	var moved []string
+	for gi := range g.Manifest.Networks {
+		gn := &g.Manifest.Networks[gi]
+		ns := i.Desired.Networks[gn.Name]
+		if ns.Type != manifest.NetworkManual {
+			nets[gn.Name] = ns
+			continue
+		}
+		fresh, err := p.alloc.assign(g.Manifest, gn, i.AZ, nil)
+		if err != nil {
+			return // no spare address: delete-create
+		}
+		fresh.Default = ns.Default
+		nets[gn.Name] = fresh
+		moved = append(moved, gn.Name+" "+ns.IP+" -> "+fresh.IP)
+	}
+	i.Desired.Networks = nets
+	i.Swap = true
+	i.Reasons = append(i.Reasons, "create-swap-delete: the new VM starts before the old one is deleted ("+strings.Join(moved, ", ")+")")
 }
 
 func compare(i *Instance, g *Group, opts Options) (Action, []string) {
@@ -563,6 +602,9 @@ func compare(i *Instance, g *Group, opts Options) (Action, []string) {
 	}
 	if e == nil {
 		return ActionCreate, []string{"new instance"}
+	}
+	if e.Detached && e.VMCID == "" && !opts.Recreate {
+		return ActionNone, nil // kpaas start brings it back
 	}
 	if e.VMCID == "" {
 		return ActionCreate, []string{"instance has no VM"}
@@ -689,8 +731,15 @@ func (p *Plan) Applied(vmCID func(*Instance) string) []Existing {
 				continue
 			}
 			spec := *i.Desired
-			out = append(out, Existing{Group: i.Group, Index: i.Index, UUID: i.UUID, AZ: i.AZ, Bootstrap: i.Bootstrap,
-				VMCID: vmCID(i), DiskMB: spec.PersistentDiskMB, Spec: &spec})
+			ex := Existing{Group: i.Group, Index: i.Index, UUID: i.UUID, AZ: i.AZ, Bootstrap: i.Bootstrap,
+				VMCID: vmCID(i), DiskMB: spec.PersistentDiskMB, Spec: &spec}
+			if i.Existing != nil {
+				ex.Stopped, ex.Detached = i.Existing.Stopped, i.Existing.Detached
+				if ex.Detached && i.Action == ActionNone {
+					ex.VMCID = ""
+				}
+			}
+			out = append(out, ex)
 		}
 	}
 	return out

@@ -65,7 +65,8 @@ type Existing struct {
 	VMCID     string // "" when it has no VM
 	DiskCID   string
 	DiskMB    int
-	Stopped   bool  // desired state is stopped
+	Stopped   bool  // desired state is stopped (or detached)
+	Detached  bool  // stopped --hard: no VM on purpose, until started
 	Spec      *Spec // last applied; nil if never applied
 }
 
@@ -102,6 +103,9 @@ type Instance struct {
 	Reasons   []string
 	Existing  *Existing // nil for a new instance
 	Desired   *Spec     // nil for a deleted instance
+	// Swap: recreated create-swap-delete: the new VM (at new addresses) is
+	// up before the old one is deleted.
+	Swap bool
 }
 
 // Name is group/index.
@@ -123,6 +127,8 @@ type Plan struct {
 	Deployment string
 	Manifest   *manifest.Manifest // with addons placed into the groups
 	Groups     []*Group
+
+	alloc *allocator // for create-swap-delete's new addresses
 }
 
 // Changes counts instances whose action is not none.

@@ -10,9 +10,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -166,8 +168,18 @@ func uploadReleaseRun(ctx context.Context, opts *Options) error {
 			return print(opts, v)
 		}
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Storing %s/%s in the blobstore...\n", v.Name, v.Version)
-	id, _, err := env.Blobs.PutFile(path)
+	fh, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	fi, err = fh.Stat()
+	if err != nil {
+		return err
+	}
+	pr := &progressReader{r: fh, total: fi.Size(), w: opts.IO.ErrOut, what: "Storing " + v.Name + "/" + v.Version, start: time.Now()}
+	id, _, err := env.Blobs.Put(pr)
+	pr.finish()
 	if err != nil {
 		return err
 	}
@@ -336,3 +348,35 @@ func contentVersion(d *release.Dir) string {
 	}
 	return "0+dev." + hex.EncodeToString(h.Sum(nil))[:12]
 }
+
+// progressReader reports bytes and rate on stderr while a blob is stored.
+type progressReader struct {
+	r     io.Reader
+	w     io.Writer
+	what  string
+	total int64
+	n     int64
+	start time.Time
+	last  time.Time
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if now := time.Now(); now.Sub(p.last) > 500*time.Millisecond {
+		p.last = now
+		p.print("")
+	}
+	return n, err
+}
+
+func (p *progressReader) print(end string) {
+	secs := time.Since(p.start).Seconds()
+	rate := 0.0
+	if secs > 0 {
+		rate = float64(p.n) / secs / (1 << 20)
+	}
+	fmt.Fprintf(p.w, "\r%s: %.1f/%.1f MiB (%.1f MiB/s)%s", p.what, float64(p.n)/(1<<20), float64(p.total)/(1<<20), rate, end)
+}
+
+func (p *progressReader) finish() { p.print("\n") }
