@@ -47,6 +47,7 @@ type convergeJSON struct {
 	Unhealthy []struct {
 		Instance string
 		Reasons  []string
+		Details  []string
 	} `json:"unhealthy"`
 	Fixed []struct{ Name, Action string } `json:"fixed"`
 	Gated string                          `json:"gated"`
@@ -81,7 +82,7 @@ func TestConvergeReplacesAKilledVMKeepingItsDisk(t *testing.T) {
 	assert.Equal(t, []string{"unresponsive_agent"}, out.Unhealthy[0].Reasons)
 	require.Len(t, out.Fixed, 1)
 	assert.Equal(t, "recreate", out.Fixed[0].Action)
-	t.Logf("killed VM replaced by converge in %s (agent timeout 5 s)", took.Round(time.Millisecond))
+	t.Logf("killed VM replaced by converge in %s (agent timeout 5 s): %v", took.Round(time.Millisecond), out.Unhealthy[0].Details)
 
 	after := vmDirs(t, e)
 	require.Len(t, after, 1, "the dead VM was deleted")

@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -268,6 +269,7 @@ func (r *Reconciler) probe(ctx context.Context, w Watched) {
 		return
 	}
 	s.obs = health.Observe(now, s.obs, "", nil, err.Error())
+	s.obs.Refused = errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
 	check := r.deps.HasVM != nil && w.vmCID != "" && now.Sub(s.vmCheck) >= r.opts.Policy.Interval/2
 	if check {
 		s.vmCheck = now

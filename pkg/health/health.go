@@ -62,6 +62,10 @@ type Observation struct {
 	Failing []string
 	// LastError is the agent's last error, for messages.
 	LastError string
+	// Refused is set when the last attempt was refused outright (TCP reset,
+	// host unreachable): nothing listens where the agent should, which is
+	// a definite answer, unlike a timeout (a slow network, a busy VM).
+	Refused bool
 }
 
 // Policy holds the thresholds.
@@ -69,6 +73,9 @@ type Policy struct {
 	AgentTimeout time.Duration // default 30 s
 	FailingGrace time.Duration // default 30 s
 	Interval     time.Duration // observation interval, default 10 s
+	// RefusedTimeout replaces AgentTimeout while the agent's address refuses
+	// connections (default 10 s; never more than AgentTimeout).
+	RefusedTimeout time.Duration
 }
 
 // Defaults fills zero fields.
@@ -81,6 +88,12 @@ func (p Policy) Defaults() Policy {
 	}
 	if p.Interval <= 0 {
 		p.Interval = 10 * time.Second
+	}
+	if p.RefusedTimeout <= 0 {
+		p.RefusedTimeout = 10 * time.Second
+	}
+	if p.RefusedTimeout > p.AgentTimeout {
+		p.RefusedTimeout = p.AgentTimeout
 	}
 	return p
 }
@@ -136,10 +149,17 @@ func (p Policy) Evaluate(now time.Time, targets []Target, obs map[string]Observa
 				if since.IsZero() {
 					since = o.WatchedSince
 				}
-				deadline := since.Add(p.AgentTimeout)
+				timeout := p.AgentTimeout
+				if o.Refused {
+					timeout = p.RefusedTimeout
+				}
+				deadline := since.Add(timeout)
 				if !now.Before(deadline) {
 					v.Reasons = append(v.Reasons, ReasonUnresponsive)
 					d := fmt.Sprintf("agent has not answered for %s", now.Sub(since).Round(time.Second))
+					if o.Refused {
+						d = fmt.Sprintf("agent's address has refused connections for %s", now.Sub(since).Round(time.Second))
+					}
 					if o.LastError != "" {
 						d += ": " + o.LastError
 					}
@@ -198,7 +218,7 @@ func Observe(now time.Time, o Observation, jobState string, failing []string, er
 		o.LastError = errMsg
 		return o
 	}
-	o.LastAnswer, o.LastError, o.VMGone = now, "", false
+	o.LastAnswer, o.LastError, o.VMGone, o.Refused = now, "", false, false
 	o.JobState, o.Failing = jobState, failing
 	// Anything but running counts: a process crashing in a loop spends
 	// most of its time "starting" (restart backoff), not "failing".

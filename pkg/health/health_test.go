@@ -68,6 +68,22 @@ func TestEvaluate(t *testing.T) {
 	assert.Len(t, unhealthy, 1)
 }
 
+func TestRefusedConnectionsTimeOutSooner(t *testing.T) {
+	p := Policy{}
+	o := Observation{WatchedSince: t0, LastAnswer: t0, LastError: "connection refused", Refused: true}
+	_, unhealthy, next := p.Evaluate(t0.Add(9*time.Second), []Target{tg(0)}, map[string]Observation{"u0": o})
+	assert.Empty(t, unhealthy)
+	assert.Equal(t, time.Second, next)
+	_, unhealthy, _ = p.Evaluate(t0.Add(10*time.Second), []Target{tg(0)}, map[string]Observation{"u0": o})
+	require.Len(t, unhealthy, 1)
+	assert.Contains(t, unhealthy[0].Details[0], "refused connections for 10s")
+	o.Refused = false // a timeout waits the whole agent timeout
+	_, unhealthy, _ = p.Evaluate(t0.Add(29*time.Second), []Target{tg(0)}, map[string]Observation{"u0": o})
+	assert.Empty(t, unhealthy)
+	_, unhealthy, _ = Policy{AgentTimeout: 5 * time.Second}.Evaluate(t0.Add(5*time.Second), []Target{tg(0)}, map[string]Observation{"u0": o})
+	assert.Len(t, unhealthy, 1, "RefusedTimeout never exceeds AgentTimeout")
+}
+
 func TestFlappingJobIsDebounced(t *testing.T) {
 	p := Policy{FailingGrace: 30 * time.Second}
 	var o Observation

@@ -32,6 +32,7 @@ import (
 type PolicyFlags struct {
 	Interval     time.Duration
 	AgentTimeout time.Duration
+	Refused      time.Duration
 	Grace        time.Duration
 	MaxUnhealthy string
 	MaxRetries   int
@@ -42,6 +43,7 @@ type PolicyFlags struct {
 func (p *PolicyFlags) add(fl *pflag.FlagSet) {
 	fl.DurationVar(&p.Interval, "interval", 10*time.Second, "How often every agent is asked for its state")
 	fl.DurationVar(&p.AgentTimeout, "agent-timeout", 30*time.Second, "An agent silent this long is unresponsive")
+	fl.DurationVar(&p.Refused, "refused-timeout", 10*time.Second, "An agent whose address refuses connections (reset, host unreachable) this long is unresponsive (at most --agent-timeout)")
 	fl.DurationVar(&p.Grace, "grace", 30*time.Second, "A job failing this long is unhealthy (debounces flapping)")
 	fl.StringVar(&p.MaxUnhealthy, "max-unhealthy", "", "Remediate nothing when more instances than this (`N` or N%) are unhealthy (default: 20% with a minimum of 5, as BOSH's meltdown)")
 	fl.IntVar(&p.MaxRetries, "max-retries", 5, "Remediations of one instance per hour")
@@ -55,7 +57,7 @@ func (p *PolicyFlags) options() (conv.Options, error) {
 		return conv.Options{}, fmt.Errorf("--max-unhealthy: %w", err)
 	}
 	return conv.Options{
-		Policy:       health.Policy{Interval: p.Interval, AgentTimeout: p.AgentTimeout, FailingGrace: p.Grace},
+		Policy:       health.Policy{Interval: p.Interval, AgentTimeout: p.AgentTimeout, RefusedTimeout: p.Refused, FailingGrace: p.Grace},
 		Budget:       health.Budget{Max: p.MaxRetries, Backoff: p.Backoff},
 		MaxUnhealthy: mu,
 		DryRun:       p.DryRun,
