@@ -3,7 +3,6 @@ package converge
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -170,43 +169,51 @@ func (m *monitor) setLeader(b bool) {
 	}
 }
 
+func (m *monitor) elector() (conv.Leader, error) {
+	loc, err := state.ResolveLocation(m.opts.Factory.Globals.State)
+	if err != nil {
+		return nil, err
+	}
+	if state.IsPostgres(loc) {
+		return &conv.PGLeader{URL: loc, Scope: m.env.Store.Location()}, nil
+	}
+	return &conv.StoreLeader{Store: m.env.Store, Name: LeaderLock}, nil
+}
+
 func (m *monitor) loop(ctx context.Context, o conv.Options) error {
 	interval := o.Policy.Defaults().Interval
-	var lock *state.Lock
-	defer func() {
-		if lock != nil {
-			_ = lock.Release(context.Background())
-		}
-	}()
-	waiting := false
+	el, err := m.elector()
+	if err != nil {
+		return err
+	}
+	defer el.Release(context.Background())
+	leading, waiting := false, false
 	for {
-		if lock == nil {
-			l, err := m.env.Store.Lock(ctx, state.LockRequest{Name: LeaderLock, Op: "monitor"})
-			var le *state.LockError
+		if !leading {
+			ok, holder, err := el.TryLead(ctx)
 			switch {
-			case errors.As(err, &le):
+			case err != nil:
+				if ctx.Err() != nil {
+					return nil
+				}
+				m.print(conv.Report{Time: time.Now(), Kind: "error", Message: err.Error()})
+			case !ok:
 				if !waiting {
-					m.print(conv.Report{Time: time.Now(), Kind: "standby", Message: fmt.Sprintf("another monitor leads (%s, pid %d): waiting", le.Holder, le.PID)})
+					m.print(conv.Report{Time: time.Now(), Kind: "standby", Message: fmt.Sprintf("another monitor leads (%s): waiting", holder)})
 					waiting = true
 				}
-			case err != nil:
-				return err
 			default:
-				lock, waiting = l, false
+				leading, waiting = true, false
 				m.setLeader(true)
 				m.print(conv.Report{Time: time.Now(), Kind: "leader", Message: "this monitor leads"})
 			}
-		} else {
-			select {
-			case <-lock.Lost():
-				m.print(conv.Report{Time: time.Now(), Kind: "standby", Message: fmt.Sprintf("lost the leader lock: %v", lock.Err())})
-				lock = nil
-				m.setLeader(false)
-			default:
-			}
+		} else if err := el.Check(ctx); err != nil {
+			m.print(conv.Report{Time: time.Now(), Kind: "standby", Message: err.Error()})
+			leading = false
+			m.setLeader(false)
 		}
 		wait := interval
-		if lock != nil {
+		if leading {
 			next, err := m.pass(ctx, o)
 			if err != nil && ctx.Err() == nil {
 				m.print(conv.Report{Time: time.Now(), Kind: "error", Message: err.Error()})
