@@ -119,6 +119,7 @@ type Reconciler struct {
 	mu     sync.Mutex
 	inst   map[string]*instState // by instance UUID
 	seeded map[string]bool       // deployments whose history was read
+	gated  map[string]string     // the last gate message per deployment
 }
 
 // New makes a reconciler.
@@ -137,7 +138,7 @@ func New(deps Deps, opts Options) *Reconciler {
 	if deps.Report == nil {
 		deps.Report = func(Report) {}
 	}
-	return &Reconciler{deps: deps, opts: opts, inst: map[string]*instState{}, seeded: map[string]bool{}}
+	return &Reconciler{deps: deps, opts: opts, inst: map[string]*instState{}, seeded: map[string]bool{}, gated: map[string]string{}}
 }
 
 func (r *Reconciler) report(dep, inst, kind, format string, args ...any) {
@@ -383,8 +384,18 @@ func (r *Reconciler) event(ctx context.Context, ev state.Event) {
 func (r *Reconciler) remediate(ctx context.Context, out Outcome, rules health.Resurrection) (Outcome, error) {
 	dep := out.Deployment
 	now := r.deps.Now()
-	if hold, why := r.opts.MaxUnhealthy.Gate(len(out.Unhealthy), out.Total); hold {
+	hold, why := r.opts.MaxUnhealthy.Gate(len(out.Unhealthy), out.Total)
+	r.mu.Lock()
+	same := r.gated[dep] == why
+	r.gated[dep] = why
+	r.mu.Unlock()
+	if hold {
 		out.Gated = why
+		if same {
+			// Said and recorded already: a monitor in meltdown does not
+			// repeat itself every interval.
+			return out, nil
+		}
 		r.report(dep, "", "gated", "%s", why)
 		var names []string
 		for _, v := range out.Unhealthy {
