@@ -18,6 +18,7 @@ import (
 
 	"github.com/kpaas/kpaas/cpi"
 	"github.com/kpaas/kpaas/cpi/local"
+	"github.com/kpaas/kpaas/pkg/state"
 )
 
 func needNsenter(t testing.TB) {
@@ -240,4 +241,40 @@ func TestMonitorReplacesAKilledVMWithDefaultSettings(t *testing.T) {
 	after := vmDirs(t, e)
 	require.Len(t, after, 1)
 	assert.Equal(t, created, inVM(t, e, after[0], "cat", "/var/vcap/store/store-writer/created"), "the persistent disk's data survived")
+}
+
+func TestCCKFindsAnInactiveDiskAndActivatesIt(t *testing.T) {
+	e := newEnv(t)
+	e.setup()
+	e.must("deploy", e.write("db.yml", dbManifest), "-n")
+	ctx := context.Background()
+	loc, err := state.ResolveLocation(e.state)
+	require.NoError(t, err)
+	st, err := state.Open(ctx, loc, state.Options{})
+	require.NoError(t, err)
+	ds, err := st.LoadDeployment(ctx, "hello")
+	require.NoError(t, err)
+	require.Len(t, ds.Disks, 1)
+	d := ds.Disks[0]
+	d.Active = false
+	require.NoError(t, st.SaveDisk(ctx, d))
+	require.NoError(t, st.Close())
+
+	r := e.kpaas("cck", "-d", "hello", "--report", "--json")
+	assert.Equal(t, 1, r.code, r.stderr)
+	var v struct {
+		Problems []struct {
+			Type    string `json:"type"`
+			DiskCID string `json:"disk_cid"`
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &v), r.stdout)
+	require.Len(t, v.Problems, 1)
+	assert.Equal(t, "inactive_disk", v.Problems[0].Type)
+	assert.Equal(t, d.CID, v.Problems[0].DiskCID)
+
+	e.must("cck", "-d", "hello", "--auto")
+	assert.Equal(t, 1, e.kpaas("cck", "-d", "hello", "--report").code, "--auto ignores an inactive disk, as BOSH")
+	e.must("cck", "-d", "hello", "--resolution", "activate_disk")
+	e.must("cck", "-d", "hello", "--report")
 }
