@@ -54,6 +54,9 @@ type Fix struct {
 	Group   string
 	Action  Action
 	Reasons []string
+	// AgentDead is set when the VM is gone or its agent unresponsive: the
+	// engine need not wait for it to stop jobs or unmount disks.
+	AgentDead bool
 }
 
 // Remediator carries fixes out through the plan and engine (restart: stop and
@@ -428,7 +431,8 @@ func (r *Reconciler) remediate(ctx context.Context, out Outcome, rules health.Re
 			r.mu.Lock()
 			continue
 		}
-		f := Fix{UUID: t.UUID, Name: t.Name(), Group: t.Group, Action: ActionRecreate}
+		f := Fix{UUID: t.UUID, Name: t.Name(), Group: t.Group, Action: ActionRecreate,
+			AgentDead: v.Has(health.ReasonMissingVM) || v.Has(health.ReasonUnresponsive)}
 		for i, reason := range v.Reasons {
 			f.Reasons = append(f.Reasons, string(reason)+": "+v.Details[i])
 		}

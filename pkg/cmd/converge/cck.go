@@ -396,7 +396,8 @@ func resolve(ctx context.Context, env *deploy.Env, opts *CCKOptions, probs []Pro
 		case RecreateVM, ReattachDisk:
 			if !seen[p.InstanceID] {
 				seen[p.InstanceID] = true
-				fixes = append(fixes, conv.Fix{UUID: p.InstanceID, Name: p.Instance, Group: p.Group, Action: conv.ActionRecreate, Reasons: []string{p.Type + " (cck)"}})
+				fixes = append(fixes, conv.Fix{UUID: p.InstanceID, Name: p.Instance, Group: p.Group, Action: conv.ActionRecreate, Reasons: []string{p.Type + " (cck)"},
+					AgentDead: p.Type == MissingVM || p.Type == UnresponsiveAgent})
 			}
 		case DeleteVMReference:
 			ev(p, env.Store.DeleteVM(ctx, p.VMCID))

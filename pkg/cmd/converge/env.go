@@ -154,8 +154,22 @@ func (r *remediator) Remediate(ctx context.Context, dep string, fixes []conv.Fix
 	}
 	eng.Canaries = &manifest.CountOrPercent{N: 0}
 	by := map[string]conv.Fix{}
+	dead := map[string]bool{} // host keys of agents judged dead
+	vms := p.State.VMsByInstance()
 	for _, f := range fixes {
 		by[f.UUID] = f
+		if v := vms[f.UUID]; f.AgentDead && len(v) > 0 && v[0].SSHHostKey != "" {
+			dead[v[0].SSHHostKey] = true
+		}
+	}
+	// The old VM's agent (its pinned host key) is not waited for; the new
+	// VM at the same address has a new host key and is talked to as usual.
+	dial := eng.Dial
+	eng.Dial = func(t agentclient.Target) engine.Agent {
+		if dead[t.HostKey] {
+			return deadAgent{Agent: dial(t), name: t.Name, addr: t.Address}
+		}
+		return dial(t)
 	}
 	var restarts []*plan.Instance
 	recreates := 0
@@ -190,6 +204,21 @@ func (r *remediator) Remediate(ctx context.Context, dep string, fixes []conv.Fix
 	}
 	return errors.Join(errs...)
 }
+
+// deadAgent is the agent of a VM judged dead: stopping its jobs and
+// unmounting its disk fail at once as a connection error (which the engine
+// accepts for a VM about to be deleted) instead of waiting for timeouts.
+type deadAgent struct {
+	engine.Agent
+	name, addr string
+}
+
+func (d deadAgent) err() error {
+	return &agentclient.ConnectError{VM: d.name, Address: d.addr, Phase: agentclient.PhaseTCP, Err: errors.New("the agent was judged dead; not waiting for it")}
+}
+
+func (d deadAgent) StopJobs(ctx context.Context, o agentclient.StopOptions) error { return d.err() }
+func (d deadAgent) UnmountDisk(ctx context.Context, cid string) error             { return d.err() }
 
 // loadRules reads the resurrection config (enabled when there is none).
 func loadRules(ctx context.Context, st state.Reader) (health.Resurrection, error) {
