@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kpaas/kpaas/pkg/cmd/configs"
+	convergecmd "github.com/kpaas/kpaas/pkg/cmd/converge"
 	cpicmd "github.com/kpaas/kpaas/pkg/cmd/cpi"
 	"github.com/kpaas/kpaas/pkg/cmd/createrelease"
 	"github.com/kpaas/kpaas/pkg/cmd/createstemcell"
@@ -76,6 +77,10 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 	root.AddCommand(upload.NewCmdDeleteRelease(f, nil))
 	root.AddCommand(upload.NewCmdDeleteStemcell(f, nil))
 	root.AddCommand(deploy.NewCmdDeploy(f, nil))
+	root.AddCommand(convergecmd.NewCmdConverge(f, nil))
+	root.AddCommand(convergecmd.NewCmdMonitor(f, nil))
+	root.AddCommand(convergecmd.NewCmdCCK(f, nil))
+	root.AddCommand(convergecmd.NewCmdUpdateResurrection(f, nil))
 	root.AddCommand(deploy.NewCmdPlan(f, nil))
 	root.AddCommand(deploy.NewCmdRecreate(f, nil))
 	root.AddCommand(deploy.NewCmdRestart(f, nil))
