@@ -249,7 +249,10 @@ func (c *Client) RemovePersistentDisk(ctx context.Context, cid string) error {
 // ListDisk lists mounted persistent disks.
 func (c *Client) ListDisk(ctx context.Context) ([]string, error) {
 	var r protocol.ListDiskResponse
-	return r.CIDs, c.Call(ctx, protocol.MethodListDisk, nil, &r)
+	if err := c.Call(ctx, protocol.MethodListDisk, nil, &r); err != nil {
+		return nil, err
+	}
+	return r.CIDs, nil
 }
 
 // CompilePackage compiles a package; fetch the result with GetBlob.
