@@ -1,0 +1,50 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+)
+
+// TestConvergeRecreatesAVMWhoseAgentWasKilled kills only the kpaas-agent
+// process (not PID 1, the init reaper) inside the VM's PID namespace. On
+// the local cloud the init exits with its agent, so the VM's processes go
+// too; the CPI still has the VM record: an unresponsive agent.
+func TestConvergeRecreatesAVMWhoseAgentWasKilled(t *testing.T) {
+	needNsenter(t)
+	e := newEnv(t)
+	e.setup()
+	e.must("deploy", e.write("db.yml", dbManifest), "-n")
+	vms := vmDirs(t, e)
+	require.Len(t, vms, 1)
+	created := inVM(t, e, vms[0], "cat", "/var/vcap/store/store-writer/created")
+
+	// Inside the VM's PID namespace only: the pids are the VM's own.
+	out, err := exec.Command("nsenter", "-t", strconv.Itoa(vmPID(t, e, vms[0])), "-m", "-p", "--", "sh", "-c",
+		`k=0; for p in /proc/[0-9]*; do n=${p#/proc/}; [ "$n" = 1 ] && continue; [ "$n" = "$$" ] && continue; case "$(readlink $p/exe)" in */kpaas-agent) kill -9 $n && k=$((k+1));; esac; done; echo $k`).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Equal(t, "1\n", string(out), "exactly one agent process was killed")
+
+	start := time.Now()
+	r := e.must("converge", "-d", "hello", "--agent-timeout", "3s", "--refused-timeout", "2s", "--json")
+	took := time.Since(start)
+	var res convergeJSON
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &res), r.stdout)
+	require.Len(t, res.Unhealthy, 1)
+	assert.Equal(t, []string{"unresponsive_agent"}, res.Unhealthy[0].Reasons)
+	require.Len(t, res.Fixed, 1)
+	assert.Equal(t, "recreate", res.Fixed[0].Action)
+	t.Logf("killed agent -> instance recreated by converge in %s (agent timeout 3 s): %v", took.Round(time.Millisecond), res.Unhealthy[0].Details)
+
+	after := vmDirs(t, e)
+	require.Len(t, after, 1)
+	assert.NotEqual(t, vms, after, "a new VM")
+	assert.Equal(t, created, inVM(t, e, after[0], "cat", "/var/vcap/store/store-writer/created"), "the persistent disk's data survived")
+	e.must("cck", "-d", "hello", "--report")
+}
