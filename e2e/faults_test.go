@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -10,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kpaas/kpaas/cpi"
+	"github.com/kpaas/kpaas/cpi/local"
 )
 
 // TestConvergeRecreatesAVMWhoseAgentWasKilled kills only the kpaas-agent
@@ -47,4 +51,50 @@ func TestConvergeRecreatesAVMWhoseAgentWasKilled(t *testing.T) {
 	assert.NotEqual(t, vms, after, "a new VM")
 	assert.Equal(t, created, inVM(t, e, after[0], "cat", "/var/vcap/store/store-writer/created"), "the persistent disk's data survived")
 	e.must("cck", "-d", "hello", "--report")
+}
+
+// TestCCKReattachesADiskDetachedBehindKpaasBack detaches the persistent
+// disk through the local CPI directly: cck sees the agent no longer mounts
+// it and reattach_disk (recreating the VM with the disk) fixes it.
+func TestCCKReattachesADiskDetachedBehindKpaasBack(t *testing.T) {
+	needNsenter(t)
+	e := newEnv(t)
+	e.setup()
+	e.must("deploy", e.write("db.yml", dbManifest), "-n")
+	vms := vmDirs(t, e)
+	require.Len(t, vms, 1)
+	created := inVM(t, e, vms[0], "cat", "/var/vcap/store/store-writer/created")
+
+	ctx := context.Background()
+	l, err := local.New(local.Config{Dir: filepath.Join(e.state, "local")}, nil)
+	require.NoError(t, err)
+	disks, err := l.GetDisks(ctx, cpi.VMCID(vms[0]))
+	require.NoError(t, err)
+	require.Len(t, disks, 1)
+	require.NoError(t, l.DetachDisk(ctx, cpi.VMCID(vms[0]), disks[0]))
+
+	r := e.kpaas("cck", "-d", "hello", "--report", "--json")
+	assert.Equal(t, 1, r.code, r.stderr)
+	var v struct {
+		Problems []struct {
+			Type    string `json:"type"`
+			DiskCID string `json:"disk_cid"`
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &v), r.stdout)
+	require.Len(t, v.Problems, 1, r.stdout)
+	assert.Equal(t, "mount_info_mismatch", v.Problems[0].Type)
+	assert.Equal(t, string(disks[0]), v.Problems[0].DiskCID)
+
+	start := time.Now()
+	e.must("cck", "-d", "hello", "--resolution", "reattach_disk")
+	took := time.Since(start)
+	t.Logf("detached disk -> reattached by cck --resolution reattach_disk in %s", took.Round(time.Millisecond))
+	e.must("cck", "-d", "hello", "--report")
+	after := vmDirs(t, e)
+	require.Len(t, after, 1)
+	got, err := l.GetDisks(ctx, cpi.VMCID(after[0]))
+	require.NoError(t, err)
+	assert.Equal(t, disks, got, "the same disk is attached")
+	assert.Equal(t, created, inVM(t, e, after[0], "cat", "/var/vcap/store/store-writer/created"), "the persistent disk's data survived")
 }

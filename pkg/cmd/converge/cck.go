@@ -226,6 +226,17 @@ func Scan(ctx context.Context, env *deploy.Env, dep string) ([]Problem, error) {
 							mounted[d] = true
 						}
 						agentOK = true
+						// The agent may still see a disk the cloud has detached
+						// behind kpaas's back: count as mounted only what the
+						// CPI also has attached to this VM (BOSH's mount info
+						// mismatch compares both sides too).
+						if attached, gerr := c.GetDisks(pctx, cpi.VMCID(vm.CID)); gerr == nil {
+							for d := range mounted {
+								if !slices.Contains(attached, cpi.DiskCID(d)) {
+									delete(mounted, d)
+								}
+							}
+						}
 					}
 				}
 			}
