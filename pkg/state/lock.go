@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -110,6 +111,15 @@ func (b *backend) Lock(ctx context.Context, req LockRequest) (*Lock, error) {
 		if err != nil {
 			return nil, fmt.Errorf("taking %s: %w", describeLock(req.Name), err)
 		}
+		if attempt < 3 && b.abandoned(held, pid) {
+			// Its holder died on this host (kill -9, a crash) without
+			// releasing: expire it now instead of waiting out its TTL.
+			if _, err := b.db.ExecContext(ctx, b.d.q(`UPDATE locks SET expires_at = ? WHERE name = ? AND holder = ? AND pid = ? AND started_at = ?`),
+				tn(now), held.Name, held.Holder, held.PID, tn(held.Since)); err != nil {
+				return nil, fmt.Errorf("taking %s: %w", describeLock(req.Name), b.wrap(err))
+			}
+			continue
+		}
 		return nil, &LockError{Name: held.Name, Holder: held.Holder, PID: held.PID, Op: held.Op, Since: held.Since, Expires: held.Expires, Now: now}
 	}
 	hb := req.Heartbeat
@@ -122,6 +132,22 @@ func (b *backend) Lock(ctx context.Context, req LockRequest) (*Lock, error) {
 		close(l.done)
 	}
 	return l, nil
+}
+
+// abandoned says whether a held lock's holder is a process of this very
+// host (the real host name, not one set in Options) that no longer exists.
+// Locks held from other hosts are left to expire (or `kpaas unlock`): a pid
+// means nothing there.
+func (b *backend) abandoned(held LockInfo, self int) bool {
+	host, err := os.Hostname()
+	if err != nil || host == "" || b.host != host || held.PID <= 0 || held.PID == self {
+		return false
+	}
+	_, hh, ok := strings.Cut(held.Holder, "@")
+	if !ok || hh != host {
+		return false
+	}
+	return errors.Is(syscall.Kill(held.PID, 0), syscall.ESRCH)
 }
 
 func (b *backend) lockInfo(ctx context.Context, name string) (LockInfo, error) {
