@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,5 +97,42 @@ func TestCCKReattachesADiskDetachedBehindKpaasBack(t *testing.T) {
 	got, err := l.GetDisks(ctx, cpi.VMCID(after[0]))
 	require.NoError(t, err)
 	assert.Equal(t, disks, got, "the same disk is attached")
+	assert.Equal(t, created, inVM(t, e, after[0], "cat", "/var/vcap/store/store-writer/created"), "the persistent disk's data survived")
+}
+
+// TestMonitorKilledDuringRemediationIsReplacedByANewOne kills -9 the
+// monitor once it has started recreating a killed VM; a new monitor takes
+// over (the dead one's locks are recognised as abandoned: same host, pid
+// gone) and finishes the job.
+func TestMonitorKilledDuringRemediationIsReplacedByANewOne(t *testing.T) {
+	needNsenter(t)
+	e := newEnv(t)
+	e.setup()
+	e.must("deploy", e.write("db.yml", dbManifest), "-n")
+	vms := vmDirs(t, e)
+	require.Len(t, vms, 1)
+	created := inVM(t, e, vms[0], "cat", "/var/vcap/store/store-writer/created")
+	flags := []string{"--interval", "1s", "--agent-timeout", "3s", "--refused-timeout", "2s", "--backoff", "1s"}
+	m := startMonitor(t, e, flags...)
+	m.until(t, "leader", 10*time.Second)
+
+	killVM(t, e, vms[0])
+	start := time.Now()
+	m.until(t, "remediating", 60*time.Second)
+	t.Logf("remediation started %s after the VM was killed", time.Since(start).Round(time.Millisecond))
+	require.NoError(t, m.cmd.Process.Signal(syscall.SIGKILL)) // the pid this test started
+	_ = m.cmd.Wait()
+
+	restart := time.Now()
+	m2 := startMonitor(t, e, flags...)
+	m2.until(t, "leader", 15*time.Second) // not the 60 s lock TTL: the dead holder is seen at once
+	t.Logf("new monitor leads %s after the old one was killed", time.Since(restart).Round(time.Millisecond))
+	m2.until(t, "remediated", 120*time.Second)
+	t.Logf("VM killed -> running again after a monitor crash mid-remediation: %s (the new monitor needed %s)",
+		time.Since(start).Round(time.Millisecond), time.Since(restart).Round(time.Millisecond))
+
+	e.must("cck", "-d", "hello", "--report")
+	after := vmDirs(t, e)
+	require.Len(t, after, 1, "one VM: the half-made one of the dead monitor is not left behind")
 	assert.Equal(t, created, inVM(t, e, after[0], "cat", "/var/vcap/store/store-writer/created"), "the persistent disk's data survived")
 }
