@@ -16,6 +16,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+
+	"github.com/kpaas/kpaas/cpi/openstack/openstacktest"
 )
 
 // ciPointer is where .ci/setup-openstack.sh records the demorc it made, so
@@ -32,6 +34,7 @@ func cloudEnv(t testing.TB) (user, admin map[string]string) {
 	if testing.Short() {
 		t.Skip("integration test against a real OpenStack; skipped with -short")
 	}
+	openstacktest.Shared(t)
 	if os.Getenv("OS_AUTH_URL") != "" {
 		user = map[string]string{}
 		for _, kv := range os.Environ() {
