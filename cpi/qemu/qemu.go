@@ -51,6 +51,9 @@ type Config struct {
 	CPUs   int `json:"cpu,omitempty"`
 	// NoIPForward leaves net.ipv4.ip_forward alone.
 	NoIPForward bool `json:"no_ip_forward,omitempty"`
+	// RebootTimeout bounds a clean reboot (ctrl-alt-del) before reboot_vm
+	// resets the VM (default 60s).
+	RebootTimeout time.Duration `json:"-"`
 	// KernelArgs are appended to the kernel command line.
 	KernelArgs string `json:"kernel_args,omitempty"`
 }

@@ -136,6 +136,7 @@ func BenchmarkCreateVMToAgent(b *testing.B) {
 		start := time.Now()
 		vm, nets, err := q.CreateVM(ctx, "agent-bench", sc, cpi.Props{"ram": 256}, testNet(3, 10), nil, nil)
 		require.NoError(b, err)
+		b.Cleanup(func() { _ = q.DeleteVM(ctx, vm) })
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		err = agentUp(cctx, nets)
 		cancel()

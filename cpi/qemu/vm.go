@@ -3,6 +3,7 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/kpaas/kpaas/cpi"
 	"github.com/kpaas/kpaas/pkg/agent/settings"
+	"github.com/kpaas/kpaas/pkg/agentclient"
 )
 
 // vmRecord is vms/<cid>/vm.json.
@@ -174,6 +176,16 @@ func (q *QEMU) writeConfigDrive(ctx context.Context, rec *vmRecord, env cpi.Env)
 	}
 	for _, d := range rec.Disks {
 		st.Disks.Persistent[string(d)] = diskHint(d)
+	}
+	if st.Env.Kpaas.HostKey == "" {
+		// kpaas always sends the host key it pins; a caller that does not (a
+		// BOSH director, the conformance suite) still gets an agent that
+		// starts, with a key nobody pins.
+		k, err := agentclient.GenerateKey()
+		if err != nil {
+			return fmt.Errorf("generating the agent's host key: %w", err)
+		}
+		st.Env.Kpaas.HostKey = k.PrivatePEM
 	}
 	ud, err := st.Marshal()
 	if err != nil {
@@ -420,6 +432,21 @@ func (q *QEMU) RebootVM(ctx context.Context, cid cpi.VMCID) error {
 			return cpi.Errorf(cpi.TypeCloudError, true, "rebooting VM %s: %w", cid, err)
 		}
 		defer m.Close()
+		// A clean reboot first (ctrl-alt-del: systemd syncs and unmounts, so
+		// what the agent wrote is on disk); a hard reset if the guest does
+		// not reset itself within RebootTimeout.
+		if _, err := m.do("send-key", map[string]any{"keys": []map[string]string{
+			{"type": "qcode", "data": "ctrl"}, {"type": "qcode", "data": "alt"}, {"type": "qcode", "data": "delete"}}}); err == nil {
+			if err := m.waitEvent("RESET", func(json.RawMessage) bool { return true }, q.rebootTimeout()); err == nil {
+				return nil
+			}
+			q.log.Warn("the guest did not reboot on ctrl-alt-del; resetting it", "vm", cid)
+			m.Close()
+			if m, err = q.qmpFor(ctx, rec); err != nil {
+				return cpi.Errorf(cpi.TypeCloudError, true, "rebooting VM %s: %w", cid, err)
+			}
+			defer m.Close()
+		}
 		if _, err := m.do("system_reset", nil); err != nil {
 			return cpi.Errorf(cpi.TypeCloudError, true, "rebooting VM %s: %w", cid, err)
 		}
@@ -435,6 +462,13 @@ func (q *QEMU) RebootVM(ctx context.Context, cid cpi.VMCID) error {
 		return cpi.Errorf(cpi.TypeCloudError, true, "restarting VM %s: %w", cid, err)
 	}
 	return nil
+}
+
+func (q *QEMU) rebootTimeout() time.Duration {
+	if q.cfg.RebootTimeout > 0 {
+		return q.cfg.RebootTimeout
+	}
+	return 60 * time.Second
 }
 
 // SetVMMetadata implements cpi.CPI.
