@@ -277,8 +277,10 @@ func (q *QEMU) start(ctx context.Context, rec *vmRecord, sc *stemcellRecord) err
 		return err
 	}
 	deadline := time.Now().Add(15 * time.Second)
+	var m *qmp
 	for {
-		if _, err := os.Stat(sock); err == nil {
+		var err error
+		if m, err = dialQMP(ctx, sock); err == nil {
 			break
 		}
 		select {
@@ -291,10 +293,6 @@ func (q *QEMU) start(ctx context.Context, rec *vmRecord, sc *stemcellRecord) err
 		if time.Now().After(deadline) {
 			return errors.New("QEMU did not open its QMP socket within 15s")
 		}
-	}
-	m, err := dialQMP(ctx, sock)
-	if err != nil {
-		return err
 	}
 	defer m.Close()
 	if err := plugTaps(rec.NICs); err != nil {
