@@ -31,5 +31,6 @@ func Drivers() *registry.Registry {
 	})
 	registerLocal(r)
 	registerVsphere(r)
+	registerQEMU(r)
 	return r
 }
