@@ -114,6 +114,8 @@ func Tiny(ctx context.Context, o TinyOptions) (*Manifest, error) {
 // tinyShims stand in for util-linux's blkid and e2fsprogs' mkfs.ext4 in the
 // tiny stemcell (ext2/3/4 only: what the local cloud's disks carry).
 var tinyShims = map[string]string{
+	// BOSH runs packaging scripts with bash; busybox's sh (ash) stands in.
+	"bin/bash": "#!/bin/sh\n# kpaas tiny stemcell: bash is busybox sh (ash).\nexec /bin/sh \"$@\"\n",
 	"sbin/blkid": `#!/bin/sh
 # kpaas tiny stemcell: blkid for ext2/3/4 only (busybox-static has none).
 # Accepts blkid's flags, looks at the last argument.

@@ -236,6 +236,11 @@ func installJobDir(src, dst string, gid int) error {
 	if _, err := os.Stat(dst); err == nil {
 		return nil // same content already installed
 	}
+	// The job's parent directory must stay traversable by vcap: creating it
+	// as a side effect of MkdirAll(tmp, 0750) left it root:root 0750.
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
 	tmp := dst + ".installing"
 	os.RemoveAll(tmp)
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {

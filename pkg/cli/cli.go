@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	cpicmd "github.com/kpaas/kpaas/pkg/cmd/cpi"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
 	"github.com/kpaas/kpaas/pkg/ui"
 )
@@ -66,7 +67,7 @@ func Run(ctx context.Context, args []string, ios *ui.IOStreams) int {
 // NewFactory builds the Factory shared by every command.
 func NewFactory(ios *ui.IOStreams) *cmdutil.Factory {
 	g := &cmdutil.GlobalOptions{}
-	f := &cmdutil.Factory{IO: ios, Globals: g, Now: time.Now, Version: Version}
+	f := &cmdutil.Factory{IO: ios, Globals: g, Now: time.Now, Version: Version, Drivers: cpicmd.Drivers}
 	var once sync.Once
 	var logger *slog.Logger
 	f.Logger = func() *slog.Logger {

@@ -1,12 +1,17 @@
 // Package cmdutil holds what every command package shares: the Factory that
 // hands a command its streams, global options and clock, and the typed errors
-// that pkg/cli maps to exit codes. It must not import concrete domain drivers.
+// that pkg/cli maps to exit codes; and, for the commands that reach VMs, how
+// a deployment's instances become agent targets (address on the default
+// network, pinned host key, kpaas's client key from the state) and how their
+// agents are asked for their state in parallel. It must not import concrete
+// domain drivers.
 package cmdutil
 
 import (
 	"log/slog"
 	"time"
 
+	"github.com/kpaas/kpaas/cpi/registry"
 	"github.com/kpaas/kpaas/pkg/ui"
 )
 
@@ -28,4 +33,7 @@ type Factory struct {
 	Logger  func() *slog.Logger
 	Now     func() time.Time
 	Version string
+	// Drivers returns the registry of built-in CPI drivers (set in pkg/cli
+	// from pkg/cmd/cpi.Drivers, so this package imports no driver).
+	Drivers func() *registry.Registry
 }

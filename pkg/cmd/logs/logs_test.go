@@ -20,6 +20,7 @@ import (
 	"github.com/kpaas/kpaas/pkg/agentclient"
 	act "github.com/kpaas/kpaas/pkg/agentclient/agentclienttest"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
+	"github.com/kpaas/kpaas/pkg/cmdutil/cmdutiltest"
 	"github.com/kpaas/kpaas/pkg/ui"
 )
 
@@ -169,4 +170,44 @@ func TestTailAndFollow(t *testing.T) {
 	cancel()
 	go io.Copy(io.Discard, pr)
 	assert.NoError(t, <-done)
+}
+
+// TestLogsFromState runs the real command against a real SQLite store whose
+// VMs are real agents on loopback: instances are found by group/index.
+func TestLogsFromState(t *testing.T) {
+	dir := t.TempDir()
+	s := cmdutiltest.Open(t, dir, nil)
+	insts := []cmdutiltest.Instance{
+		{Group: "api", Index: 0, UUID: "a0a0a0a0-0000-4000-8000-000000000000"},
+		{Group: "api", Index: 1, UUID: "a1a1a1a1-0000-4000-8000-000000000000"},
+	}
+	for i := range insts {
+		a := cmdutiltest.StartAgent(t, agentBin, s, &insts[i])
+		logDir := filepath.Join(a.Root, "var/vcap/sys/log/api")
+		require.NoError(t, os.MkdirAll(logDir, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(logDir, "api.log"), []byte(fmt.Sprintf("first %d\nlast %d\n", i, i)), 0o644))
+	}
+	cmdutiltest.Seed(t, s, "cf", "name: cf\n", insts)
+	ios, _, out, _ := ui.Test()
+	f := &cmdutil.Factory{IO: ios, Globals: &cmdutil.GlobalOptions{Deployment: "cf", State: dir}, Now: time.Now}
+	cmd := NewCmdLogs(f, nil)
+	cmd.SetArgs([]string{"api/1", "--num", "1"})
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	require.NoError(t, cmd.Execute())
+	assert.Equal(t, "api/a1a1a1a1-0000-4000-8000-000000000000: api/api.log: last 1\n", out.String())
+
+	dl := t.TempDir()
+	ios, _, out, _ = ui.Test()
+	f = &cmdutil.Factory{IO: ios, Globals: &cmdutil.GlobalOptions{Deployment: "cf", State: dir}, Now: func() time.Time { return time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC) }}
+	cmd = NewCmdLogs(f, nil)
+	cmd.SetArgs([]string{"api/a0a0", "--dir", dl})
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	require.NoError(t, cmd.Execute())
+	path := filepath.Join(dl, "cf.api.a0a0a0a0-0000-4000-8000-000000000000.20261126-100000.tgz")
+	assert.Equal(t, path+"\n", out.String())
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, "first 0\nlast 0\n", untar(t, b)["./api/api.log"])
 }

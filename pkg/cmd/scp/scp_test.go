@@ -14,6 +14,7 @@ import (
 	"github.com/kpaas/kpaas/pkg/agentclient"
 	act "github.com/kpaas/kpaas/pkg/agentclient/agentclienttest"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
+	"github.com/kpaas/kpaas/pkg/cmdutil/cmdutiltest"
 	"github.com/kpaas/kpaas/pkg/ui"
 )
 
@@ -121,4 +122,27 @@ func TestUploadAndDownload(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "0", string(b))
 	}
+}
+
+// TestSCPFromState runs the real command wired to a real SQLite store whose
+// VM is a real agent on loopback, selected by group/index.
+func TestSCPFromState(t *testing.T) {
+	dir := t.TempDir()
+	s := cmdutiltest.Open(t, dir, nil)
+	inst := cmdutiltest.Instance{Group: "web", Index: 3, UUID: "c0ffee00-0000-4000-8000-000000000000"}
+	a := cmdutiltest.StartAgent(t, agentBin, s, &inst)
+	cmdutiltest.Seed(t, s, "cf", "name: cf\n", []cmdutiltest.Instance{inst})
+	require.NoError(t, os.WriteFile(filepath.Join(a.Root, "remote.txt"), []byte("from the VM\n"), 0o644))
+
+	dst := t.TempDir()
+	ios, _, _, _ := ui.Test()
+	f := &cmdutil.Factory{IO: ios, Globals: &cmdutil.GlobalOptions{Deployment: "cf", State: dir}}
+	cmd := NewCmdSCP(f, nil)
+	cmd.SetArgs([]string{"web/3:" + filepath.Join(a.Root, "remote.txt"), dst})
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	require.NoError(t, cmd.Execute())
+	b, err := os.ReadFile(filepath.Join(dst, "remote.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, "from the VM\n", string(b))
 }

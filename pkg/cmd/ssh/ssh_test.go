@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,7 +16,7 @@ import (
 	"github.com/kpaas/kpaas/pkg/agentclient"
 	act "github.com/kpaas/kpaas/pkg/agentclient/agentclienttest"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
-	"github.com/kpaas/kpaas/pkg/state"
+	"github.com/kpaas/kpaas/pkg/cmdutil/cmdutiltest"
 	"github.com/kpaas/kpaas/pkg/ui"
 )
 
@@ -178,27 +176,54 @@ func TestResolveErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "--gw-host needs --gw-private-key")
 }
 
-func TestCommandReadsTheStateStore(t *testing.T) {
+// TestSSHFromState runs the real command, wired to a real SQLite store that
+// records two VMs whose agents run on loopback and one instance without a VM.
+func TestSSHFromState(t *testing.T) {
+	dir := t.TempDir()
+	s := cmdutiltest.Open(t, dir, nil)
+	insts := []cmdutiltest.Instance{
+		{Group: "web", Index: 0, UUID: "aaaa1111-0000-4000-8000-000000000000"},
+		{Group: "web", Index: 1, UUID: "bbbb2222-0000-4000-8000-000000000000"},
+		{Group: "db", Index: 0, UUID: "cccc3333-0000-4000-8000-000000000000"},
+	}
+	for i := range insts[:2] {
+		cmdutiltest.StartAgent(t, agentBin, s, &insts[i])
+	}
+	cmdutiltest.Seed(t, s, "dep", "name: dep\n", insts)
+
+	run := func(argv ...string) (string, string, error) {
+		ios, _, out, errOut := ui.Test()
+		f := &cmdutil.Factory{IO: ios, Globals: &cmdutil.GlobalOptions{Deployment: "dep", State: dir}}
+		cmd := NewCmdSSH(f, nil)
+		cmd.SetArgs(argv)
+		cmd.SetOut(&bytes.Buffer{})
+		cmd.SetErr(&bytes.Buffer{})
+		err := cmd.Execute()
+		return out.String(), errOut.String(), err
+	}
+	out, _, err := run("web/1", "-c", "echo hello")
+	require.NoError(t, err)
+	assert.Equal(t, "web/bbbb2222-0000-4000-8000-000000000000: hello\n", out)
+
+	out, _, err = run("web/aaaa", "-c", "echo by-prefix")
+	require.NoError(t, err)
+	assert.Equal(t, "web/aaaa1111-0000-4000-8000-000000000000: by-prefix\n", out)
+
+	out, _, err = run("web", "-c", "echo all")
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	sort.Strings(lines)
+	assert.Equal(t, []string{"web/aaaa1111-0000-4000-8000-000000000000: all", "web/bbbb2222-0000-4000-8000-000000000000: all"}, lines)
+
+	_, _, err = run("db", "-c", "true")
+	assert.ErrorContains(t, err, `no instance matches "db"`)
+
 	ios, _, _, _ := ui.Test()
-	f := &cmdutil.Factory{IO: ios, Globals: &cmdutil.GlobalOptions{Deployment: "cf", State: t.TempDir()}, Now: time.Now}
+	f := &cmdutil.Factory{IO: ios, Globals: &cmdutil.GlobalOptions{Deployment: "nope", State: dir}}
 	cmd := NewCmdSSH(f, nil)
-	cmd.SetArgs([]string{"api", "-c", "id"})
+	cmd.SetArgs([]string{"-c", "true"})
 	cmd.SetOut(&bytes.Buffer{})
 	cmd.SetErr(&bytes.Buffer{})
-	err := cmd.Execute()
-	assert.ErrorIs(t, err, state.ErrNotFound)
-	assert.Contains(t, err.Error(), `listing the instances of cf`)
-}
-
-func TestEnvClientKey(t *testing.T) {
-	t.Setenv(AgentKeyEnv, "")
-	_, err := envClientKey(context.Background(), "cf")
-	assert.ErrorContains(t, err, "set KPAAS_AGENT_KEY")
-	k := act.MustKeys(t)
-	p := filepath.Join(t.TempDir(), "key")
-	require.NoError(t, os.WriteFile(p, []byte(k.PEM), 0o600))
-	t.Setenv(AgentKeyEnv, p)
-	s, err := envClientKey(context.Background(), "cf")
-	require.NoError(t, err)
-	assert.Equal(t, k.Signer.PublicKey().Marshal(), s.PublicKey().Marshal())
+	err = cmd.Execute()
+	assert.ErrorContains(t, err, "listing the instances of nope")
 }

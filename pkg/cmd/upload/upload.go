@@ -1,0 +1,382 @@
+// Package upload implements `kpaas upload-release`, `upload-stemcell`,
+// `delete-release` and `delete-stemcell`: releases go into the blobstore
+// under the state directory, stemcells into every CPI in use; both are
+// recorded in the state, and uploading the same thing again does nothing.
+package upload
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kpaas/kpaas/cpi"
+	"github.com/kpaas/kpaas/pkg/cmd/deploy"
+	"github.com/kpaas/kpaas/pkg/cmdutil"
+	"github.com/kpaas/kpaas/pkg/release"
+	"github.com/kpaas/kpaas/pkg/state"
+	"github.com/kpaas/kpaas/pkg/ui"
+	"github.com/kpaas/kpaas/stemcells"
+)
+
+// Options of the upload and delete commands.
+type Options struct {
+	IO      *ui.IOStreams
+	Factory *cmdutil.Factory
+	JSON    bool
+	Path    string
+	Name    string
+	Version string
+	Force   bool
+}
+
+type uploadView struct {
+	Type            string   `json:"type"` // release, stemcell
+	Name            string   `json:"name"`
+	Version         string   `json:"version"`
+	AlreadyUploaded bool     `json:"already_uploaded"`
+	SHA256          string   `json:"sha256,omitempty"`
+	CPIs            []string `json:"cpis,omitempty"`
+}
+
+func newCmd(f *cmdutil.Factory, use, short, long, example string, nargs int, runF func(*Options) error, run func(context.Context, *Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, Factory: f}
+	cmd := &cobra.Command{
+		Use: use, Short: short, Long: long, Example: example,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != nargs {
+				return cmdutil.FlagErrorf("expected %d argument(s), got %d", nargs, len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.JSON = f.Globals.JSON
+			if len(args) > 0 {
+				opts.Path = args[0]
+				if n, v, ok := strings.Cut(args[0], "/"); ok && strings.HasPrefix(use, "delete") {
+					opts.Name, opts.Version = n, v
+				}
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return run(cmd.Context(), opts)
+		},
+	}
+	if strings.HasPrefix(use, "delete") {
+		cmd.Flags().BoolVar(&opts.Force, "force", false, "Delete even if a deployment still uses it")
+	}
+	return cmd
+}
+
+// NewCmdUploadRelease builds `kpaas upload-release`.
+func NewCmdUploadRelease(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	return newCmd(f, "upload-release TARBALL|DIR", "Upload a release tarball (or a release directory, built first) to the blobstore",
+		`Verify a release tarball (every job and package digest), keep it in the content-addressed
+blobstore beside the state, and record it. A release directory is built into a dev tarball
+first (as `+"`kpaas create-release`"+`). Uploading a release already there does nothing.`,
+		"  kpaas upload-release releases/kpaas-hello\n  kpaas upload-release kpaas-hello-1.tgz --json", 1, runF, uploadReleaseRun)
+}
+
+// NewCmdUploadStemcell builds `kpaas upload-stemcell`.
+func NewCmdUploadStemcell(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	return newCmd(f, "upload-stemcell TARBALL", "Upload a stemcell to every CPI in use",
+		`Read the stemcell's stemcell.MF, then create it (create_stemcell) in every CPI of the
+cpi-config (the local cloud by default) that does not have it yet, and record each.`,
+		"  kpaas upload-stemcell kpaas-tiny-stemcell.tgz\n  kpaas upload-stemcell stemcell.tgz --json", 1, runF, uploadStemcellRun)
+}
+
+// NewCmdDeleteRelease builds `kpaas delete-release`.
+func NewCmdDeleteRelease(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	return newCmd(f, "delete-release NAME/VERSION", "Delete an uploaded release",
+		"Forget an uploaded release version and remove its tarball from the blobstore.",
+		"  kpaas delete-release kpaas-hello/0+dev.1", 1, runF, deleteReleaseRun)
+}
+
+// NewCmdDeleteStemcell builds `kpaas delete-stemcell`.
+func NewCmdDeleteStemcell(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	return newCmd(f, "delete-stemcell NAME/VERSION", "Delete an uploaded stemcell from every CPI",
+		"Delete the stemcell in every CPI it was uploaded to (delete_stemcell) and forget it.",
+		"  kpaas delete-stemcell kpaas-tiny/1", 1, runF, deleteStemcellRun)
+}
+
+func print(opts *Options, v uploadView) error {
+	if opts.JSON {
+		return ui.WriteJSON(opts.IO.Out, v)
+	}
+	if v.AlreadyUploaded {
+		fmt.Fprintf(opts.IO.ErrOut, "%s %s/%s already uploaded.\n", v.Type, v.Name, v.Version)
+		return nil
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "Uploaded %s %s/%s.\n", v.Type, v.Name, v.Version)
+	return nil
+}
+
+func uploadReleaseRun(ctx context.Context, opts *Options) error {
+	env, err := deploy.OpenEnv(ctx, opts.Factory)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	lock, err := env.Store.Lock(ctx, state.LockRequest{Name: state.GlobalLock, Op: "upload-release"})
+	if err != nil {
+		return err
+	}
+	defer lock.Release(context.Background())
+	path := opts.Path
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("reading the release: %w", err)
+	}
+	if fi.IsDir() {
+		fmt.Fprintf(opts.IO.ErrOut, "Building the release in %s...\n", path)
+		dir, err := release.ReadDir(path)
+		if err != nil {
+			return err
+		}
+		tmp, err := os.MkdirTemp("", "kpaas-release-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		path = filepath.Join(tmp, "release.tgz")
+		if _, err := dir.WriteTarball(path, release.CreateOptions{Version: contentVersion(dir)}); err != nil {
+			return fmt.Errorf("building the release in %s: %w", opts.Path, err)
+		}
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "Verifying %s...\n", path)
+	tb, err := release.ReadTarball(path, release.ReadOptions{})
+	if err != nil {
+		return err
+	}
+	v := uploadView{Type: "release", Name: tb.Manifest.Name, Version: tb.Manifest.Version}
+	rels, err := env.Store.Releases(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range rels {
+		if r.Name == v.Name && r.Version == v.Version && env.Blobs.Has(strings.TrimPrefix(r.SHA256, "sha256:")) {
+			v.AlreadyUploaded, v.SHA256 = true, r.SHA256
+			return print(opts, v)
+		}
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	fi, err = fh.Stat()
+	if err != nil {
+		return err
+	}
+	pr := &progressReader{r: fh, total: fi.Size(), w: opts.IO.ErrOut, what: "Storing " + v.Name + "/" + v.Version, start: time.Now()}
+	id, _, err := env.Blobs.Put(pr)
+	pr.finish()
+	if err != nil {
+		return err
+	}
+	v.SHA256 = id
+	if err := env.Store.SaveRelease(ctx, state.Release{Name: v.Name, Version: v.Version, CommitHash: tb.Manifest.CommitHash, SHA256: id}); err != nil {
+		return err
+	}
+	_, _ = env.Store.AppendEvents(ctx, state.Event{Action: "create", ObjectType: "release", ObjectName: v.Name + "/" + v.Version})
+	return print(opts, v)
+}
+
+func uploadStemcellRun(ctx context.Context, opts *Options) error {
+	env, err := deploy.OpenEnv(ctx, opts.Factory)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	lock, err := env.Store.Lock(ctx, state.LockRequest{Name: state.GlobalLock, Op: "upload-stemcell"})
+	if err != nil {
+		return err
+	}
+	defer lock.Release(context.Background())
+	tmp, err := os.MkdirTemp("", "kpaas-stemcell-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	fmt.Fprintf(opts.IO.ErrOut, "Reading %s...\n", opts.Path)
+	tb, err := stemcells.Open(opts.Path, tmp)
+	if err != nil {
+		return err
+	}
+	os.Remove(tb.ImagePath)
+	mf := tb.Manifest
+	v := uploadView{Type: "stemcell", Name: mf.Name, Version: mf.Version, CPIs: []string{}}
+	set, err := env.CPIs(ctx)
+	if err != nil {
+		return err
+	}
+	have, err := env.Store.Stemcells(ctx)
+	if err != nil {
+		return err
+	}
+	uploaded := 0
+	for _, name := range set.Names() {
+		known := false
+		for _, s := range have {
+			if s.Name == mf.Name && s.Version == mf.Version && s.CPI == name {
+				known = true
+			}
+		}
+		if known {
+			continue
+		}
+		c, _, err := set.ForAZ("", name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(opts.IO.ErrOut, "Creating stemcell %s/%s in cpi %s...\n", mf.Name, mf.Version, name)
+		cid, err := c.CreateStemcell(ctx, opts.Path, cpi.Props(mf.CloudProperties))
+		if err != nil {
+			return fmt.Errorf("creating stemcell in cpi %s: %w", name, err)
+		}
+		if err := env.Store.SaveStemcell(ctx, state.Stemcell{Name: mf.Name, Version: mf.Version, OS: mf.OperatingSystem, CID: string(cid), CPI: name, APIVersion: mf.APIVersion}); err != nil {
+			_ = c.DeleteStemcell(context.WithoutCancel(ctx), cid)
+			return err
+		}
+		v.CPIs = append(v.CPIs, name)
+		uploaded++
+	}
+	v.AlreadyUploaded = uploaded == 0
+	return print(opts, v)
+}
+
+func deleteReleaseRun(ctx context.Context, opts *Options) error {
+	if opts.Name == "" || opts.Version == "" {
+		return cmdutil.FlagErrorf("name the release as NAME/VERSION (see `kpaas releases`)")
+	}
+	env, err := deploy.OpenEnv(ctx, opts.Factory)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	lock, err := env.Store.Lock(ctx, state.LockRequest{Name: state.GlobalLock, Op: "delete-release"})
+	if err != nil {
+		return err
+	}
+	defer lock.Release(context.Background())
+	rels, err := env.Store.Releases(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range rels {
+		if r.Name == opts.Name && r.Version == opts.Version {
+			if err := env.Store.DeleteRelease(ctx, r.Name, r.Version); err != nil {
+				return err
+			}
+			_ = env.Blobs.Delete(strings.TrimPrefix(r.SHA256, "sha256:"))
+			fmt.Fprintf(opts.IO.ErrOut, "Deleted release %s/%s.\n", r.Name, r.Version)
+			return nil
+		}
+	}
+	return fmt.Errorf("release %s/%s is not uploaded: %w", opts.Name, opts.Version, state.ErrNotFound)
+}
+
+func deleteStemcellRun(ctx context.Context, opts *Options) error {
+	if opts.Name == "" || opts.Version == "" {
+		return cmdutil.FlagErrorf("name the stemcell as NAME/VERSION (see `kpaas stemcells`)")
+	}
+	env, err := deploy.OpenEnv(ctx, opts.Factory)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	lock, err := env.Store.Lock(ctx, state.LockRequest{Name: state.GlobalLock, Op: "delete-stemcell"})
+	if err != nil {
+		return err
+	}
+	defer lock.Release(context.Background())
+	have, err := env.Store.Stemcells(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	found := false
+	for _, s := range have {
+		if s.Name != opts.Name || s.Version != opts.Version {
+			continue
+		}
+		found = true
+		set, err := env.CPIs(ctx)
+		if err != nil {
+			return err
+		}
+		c, _, err := set.ForAZ("", s.CPI)
+		if err == nil {
+			err = c.DeleteStemcell(ctx, cpi.StemcellCID(s.CID))
+		}
+		if err != nil && !opts.Force {
+			errs = append(errs, fmt.Errorf("deleting stemcell from cpi %s: %w", s.CPI, err))
+			continue
+		}
+		if err := env.Store.DeleteStemcell(ctx, s.Name, s.Version, s.CPI); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if !found {
+		return fmt.Errorf("stemcell %s/%s is not uploaded: %w", opts.Name, opts.Version, state.ErrNotFound)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "Deleted stemcell %s/%s.\n", opts.Name, opts.Version)
+	return nil
+}
+
+// contentVersion names a directory's release by its content: the same jobs
+// and packages give the same version, so uploading it again does nothing.
+func contentVersion(d *release.Dir) string {
+	h := sha256.New()
+	for _, j := range d.Jobs {
+		fmt.Fprintf(h, "job %s %s\n", j.Name, j.Fingerprint)
+	}
+	for _, p := range d.Packages {
+		fmt.Fprintf(h, "package %s %s\n", p.Name, p.Fingerprint)
+	}
+	return "0+dev." + hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// progressReader reports bytes and rate on stderr while a blob is stored.
+type progressReader struct {
+	r     io.Reader
+	w     io.Writer
+	what  string
+	total int64
+	n     int64
+	start time.Time
+	last  time.Time
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if now := time.Now(); now.Sub(p.last) > 500*time.Millisecond {
+		p.last = now
+		p.print("")
+	}
+	return n, err
+}
+
+func (p *progressReader) print(end string) {
+	secs := time.Since(p.start).Seconds()
+	rate := 0.0
+	if secs > 0 {
+		rate = float64(p.n) / secs / (1 << 20)
+	}
+	fmt.Fprintf(p.w, "\r%s: %.1f/%.1f MiB (%.1f MiB/s)%s", p.what, float64(p.n)/(1<<20), float64(p.total)/(1<<20), rate, end)
+}
+
+func (p *progressReader) finish() { p.print("\n") }
