@@ -304,7 +304,7 @@ func (q *QEMU) lock() (func(), error) {
 // accel picks the accelerator: the configured one, else the one detected
 // earlier (Dir/accel), else KVM if a test guest (the stemcell's kernel with no
 // root filesystem) reaches its "unable to mount root" panic under KVM within
-// 10 s, else TCG.
+// 6 s, else TCG.
 func (q *QEMU) accel(ctx context.Context, sc *stemcellRecord) string {
 	if q.cfg.Accel != "" {
 		return q.cfg.Accel
@@ -314,7 +314,7 @@ func (q *QEMU) accel(ctx context.Context, sc *stemcellRecord) string {
 		return strings.TrimSpace(string(b))
 	}
 	acc := "tcg"
-	if ProbeKVM(ctx, q.cfg.QEMU, filepath.Join(q.stemcellDir(sc.CID), sc.Kernel), 10*time.Second) {
+	if ProbeKVM(ctx, q.cfg.QEMU, filepath.Join(q.stemcellDir(sc.CID), sc.Kernel), 6*time.Second) {
 		acc = "kvm"
 	}
 	q.log.Info("accelerator chosen", "accel", acc)
