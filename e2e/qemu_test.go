@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kpaas/kpaas/cpi"
 	"github.com/kpaas/kpaas/cpi/qemu"
 )
 
@@ -21,11 +23,12 @@ import (
 // persistent disk every second.
 var qemuRelease = map[string]string{
 	"config/final.yml": "---\nname: kpaas-qemu-test\nblobstore:\n  provider: local\n  options:\n    blobstore_path: /tmp/kpaas-qemu-test-blobs\n",
-	"jobs/ticker/spec": "---\nname: ticker\ntemplates:\n  bpm.yml: config/bpm.yml\npackages: []\nproperties:\n  ticker.word:\n    default: tick\n",
+	"jobs/ticker/spec": "---\nname: ticker\ntemplates:\n  bpm.yml: config/bpm.yml\n  pre-start.sh: bin/pre-start\npackages: []\nproperties:\n  ticker.word:\n    default: tick\n",
 	"jobs/ticker/monit": "check process ticker\n  with pidfile /var/vcap/sys/run/bpm/ticker/ticker.pid\n" +
 		"  start program \"/var/vcap/jobs/bpm/bin/bpm start ticker\"\n  stop program \"/var/vcap/jobs/bpm/bin/bpm stop ticker\"\n  group vcap\n",
+	"jobs/ticker/templates/pre-start.sh": "#!/bin/sh\nset -e\nmkdir -p /var/vcap/store/ticker\nchown vcap:vcap /var/vcap/store/ticker\n",
 	"jobs/ticker/templates/bpm.yml": "processes:\n- name: ticker\n  executable: /bin/sh\n  args:\n  - -c\n" +
-		"  - while true; do echo {{ p \"ticker.word\" }} > /var/vcap/store/ticker; sleep 1; done\n  persistent_disk: true\n",
+		"  - while true; do echo {{ p \"ticker.word\" }} > /var/vcap/store/ticker/word; sleep 1; done\n  persistent_disk: true\n",
 }
 
 // TestDeployOnQEMU deploys two instances with persistent disks onto real VMs
@@ -99,8 +102,9 @@ instance_groups:
 	start := time.Now()
 	e.must("deploy", m, "-n")
 	t.Logf("2-VM deploy on QEMU: %s", time.Since(start).Round(time.Second))
-	r := e.must("ssh", "-d", "ticker", "ticker", "-c", "sleep 2; cat /var/vcap/store/ticker; grep -c /var/vcap/store /proc/mounts")
-	assert.Equal(t, 2, strings.Count(r.stdout, "tock"), "each instance's job writes into its persistent disk:\n%s", r.stdout)
+	r := e.must("ssh", "-d", "ticker", "ticker", "-c", "sleep 2; cat /var/vcap/store/ticker/word && grep -c ' /var/vcap/store ' /proc/mounts")
+	assert.Equal(t, 2, strings.Count(r.stdout, ": tock\n"), "each instance's job writes into its persistent disk:\n%s", r.stdout)
+	assert.Equal(t, 2, strings.Count(r.stdout, ": 1\n"), "each instance has its persistent disk mounted:\n%s", r.stdout)
 	var vms []string
 	inv, err := q.Inventory()
 	require.NoError(t, err)
@@ -112,15 +116,24 @@ instance_groups:
 	assert.Len(t, vms, 2)
 
 	e.must("delete-deployment", "-d", "ticker", "-n")
-	for _, sc := range []string{"debian-bookworm"} {
-		_ = sc
-	}
 	r = e.must("stemcells", "--json")
 	var scs []struct{ Name, Version string }
 	_ = json.Unmarshal([]byte(r.stdout), &scs)
 	for _, s := range scs {
 		e.must("delete-stemcell", s.Name+"/"+s.Version, "--force")
 	}
+	// delete-deployment orphans the persistent disks (as BOSH does); the
+	// driver deletes them, then nothing of the deployment is left.
+	inv, err = q.Inventory()
+	require.NoError(t, err)
+	var orphans int
+	for _, i := range inv {
+		if strings.HasPrefix(i, "disks/") && strings.HasSuffix(i, ".json") {
+			orphans++
+			require.NoError(t, q.DeleteDisk(context.Background(), cpi.DiskCID(strings.TrimSuffix(strings.TrimPrefix(i, "disks/"), ".json"))))
+		}
+	}
+	assert.Equal(t, 2, orphans, "the two persistent disks are orphaned, not deleted")
 	after, err := q.Inventory()
 	require.NoError(t, err)
 	assert.Equal(t, before, after, "nothing left in the QEMU cloud or on the host")
