@@ -343,3 +343,13 @@ func cerr(err error) error {
 	}
 	return cpi.AsError(err)
 }
+
+// Accelerator returns the accelerator VMs of stemcell run under (kvm or
+// tcg), probing KVM on first use.
+func (q *QEMU) Accelerator(ctx context.Context, stemcell cpi.StemcellCID) (string, error) {
+	sc, err := q.loadStemcell(stemcell)
+	if err != nil {
+		return "", err
+	}
+	return q.accel(ctx, sc), nil
+}

@@ -134,6 +134,10 @@ func BenchmarkCreateVMToAgent(b *testing.B) {
 	sc, err := q.CreateStemcell(ctx, stemcellPath(), nil)
 	require.NoError(b, err)
 	defer q.DeleteStemcell(ctx, sc)
+	accel, err := q.Accelerator(ctx, sc) // probe KVM outside the timer
+	require.NoError(b, err)
+	b.Logf("accelerator: %s", accel)
+	var total time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
@@ -146,9 +150,10 @@ func BenchmarkCreateVMToAgent(b *testing.B) {
 		if err != nil {
 			b.Fatalf("%v; console:\n%s", err, q.Console(vm))
 		}
-		b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms-to-agent")
+		total += time.Since(start)
 		b.StopTimer()
 		require.NoError(b, q.DeleteVM(ctx, vm))
 		b.StartTimer()
 	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-agent")
 }
