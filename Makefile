@@ -42,7 +42,17 @@ lint:
 clean:
 	rm -rf $(BIN)
 
-# quickstart: build kpaas and run its main job on the local cloud.
-.PHONY: quickstart
-quickstart: build
-	@echo "kpaas built at $(BIN)/kpaas"
+# quickstart: as root on Debian, install what is needed, build the stemcell and
+# the releases and deploy kpaas-lite on the local cloud (scripts/quickstart.sh).
+.PHONY: quickstart releases
+quickstart:
+	GO=$(GO) sh scripts/quickstart.sh
+
+# releases: fetch the Debian .debs the releases package (checked against
+# config/blobs.yml) and build the app's binary; `kpaas upload-release` does the rest.
+releases:
+	sh scripts/sync-debs.sh releases/haproxy
+	sh scripts/sync-debs.sh releases/postgres
+	sh scripts/sync-debs.sh releases/registry
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o releases/registry/src/registry-htpasswd/bin/registry-htpasswd ./releases/registry/src/registry-htpasswd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o releases/kpaas-app/src/kpaas-app/bin/kpaas-app ./releases/kpaas-app/src/kpaas-app

@@ -19,6 +19,23 @@ import (
 // ErrTaskTimeout says a vCenter task did not finish within task_timeout.
 var ErrTaskTimeout = errors.New("vCenter task timed out")
 
+// faultIn is fault.In made safe for error chains that end in a wrapper whose
+// Unwrap returns nil (a *cpi.Error raised without a cause): fault.In panics
+// on the nil.
+func faultIn(err error, fn fault.OnFaultFn) {
+	switch e := err.(type) {
+	case nil:
+	case types.HasLocalizedMethodFault, types.BaseMethodFault, interface{ Fault() types.BaseMethodFault }:
+		fault.In(e, fn)
+	case interface{ Unwrap() error }:
+		faultIn(e.Unwrap(), fn)
+	case interface{ Unwrap() []error }:
+		for _, u := range e.Unwrap() {
+			faultIn(u, fn)
+		}
+	}
+}
+
 // transient reports whether err may go away if the same call is made again:
 // vCenter busy or unreachable, a session that expired, a task that timed out
 // or was cancelled, an object locked by another task.
@@ -38,7 +55,7 @@ func transient(err error) bool {
 		return true
 	}
 	retry := false
-	fault.In(err, func(f types.BaseMethodFault, _ string, _ []types.LocalizableMessage) bool {
+	faultIn(err, func(f types.BaseMethodFault, _ string, _ []types.LocalizableMessage) bool {
 		switch f.(type) {
 		case *types.TaskInProgress, *types.HostCommunication, *types.HostNotConnected, *types.HostNotReachable,
 			*types.ResourceInUse, *types.ConcurrentAccess, *types.NotAuthenticated, *types.RequestCanceled,

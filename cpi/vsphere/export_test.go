@@ -15,3 +15,6 @@ func EndSession(ctx context.Context, d *Driver) error {
 	}
 	return session.NewManager(c).Logout(ctx)
 }
+
+// Transient is transient, for the error classification tests.
+var Transient = transient

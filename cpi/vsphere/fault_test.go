@@ -2,12 +2,15 @@ package vsphere_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/task"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/kpaas/kpaas/cpi"
@@ -244,4 +247,13 @@ func TestACancelledCreateVMStillCleansUp(t *testing.T) {
 	settle(t, s, "CloneVm")
 	assert.Equal(t, before, after, "CTX-1/VM-3: create_vm returned after cleaning up")
 	assert.Equal(t, before, inventory(t, s), "CTX-1/VM-3: the clone that landed after the cancel was waited for and removed")
+}
+
+func TestTransientOnACPIErrorWithoutCause(t *testing.T) {
+	// A *cpi.Error raised locally has no cause: its Unwrap returns nil,
+	// on which govmomi's fault.In panics.
+	err := fmt.Errorf("placing: %w", cpi.Errorf(cpi.TypeCloudError, false, "resource pool not found"))
+	assert.NotPanics(t, func() { assert.False(t, vsphere.Transient(err)) })
+	busy := fmt.Errorf("cloning: %w", errors.Join(cpi.Errorf(cpi.TypeCloudError, false, "x"), task.Error{LocalizedMethodFault: &types.LocalizedMethodFault{Fault: &types.TaskInProgress{}}}))
+	assert.True(t, vsphere.Transient(busy), "a fault beside a cause-less error is still found")
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kpaas/kpaas/pkg/cmd/configs"
+	convergecmd "github.com/kpaas/kpaas/pkg/cmd/converge"
 	cpicmd "github.com/kpaas/kpaas/pkg/cmd/cpi"
 	"github.com/kpaas/kpaas/pkg/cmd/createrelease"
 	"github.com/kpaas/kpaas/pkg/cmd/createstemcell"
@@ -18,6 +19,7 @@ import (
 	"github.com/kpaas/kpaas/pkg/cmd/logs"
 	manifestcmd "github.com/kpaas/kpaas/pkg/cmd/manifest"
 	"github.com/kpaas/kpaas/pkg/cmd/releases"
+	"github.com/kpaas/kpaas/pkg/cmd/renderjob"
 	"github.com/kpaas/kpaas/pkg/cmd/scp"
 	"github.com/kpaas/kpaas/pkg/cmd/showconfig"
 	"github.com/kpaas/kpaas/pkg/cmd/ssh"
@@ -67,6 +69,7 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 	root.AddCommand(logs.NewCmdLogs(f, nil))
 	root.AddCommand(scp.NewCmdSCP(f, nil))
 	root.AddCommand(ssh.NewCmdSSH(f, nil))
+	root.AddCommand(renderjob.NewCmdRenderJob(f, nil))
 	root.AddCommand(version.NewCmdVersion(f, nil))
 	// Register new commands here, one line each, in alphabetical order.
 	root.AddCommand(showconfig.NewCmdCloudConfig(f, nil))
@@ -74,6 +77,10 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 	root.AddCommand(upload.NewCmdDeleteRelease(f, nil))
 	root.AddCommand(upload.NewCmdDeleteStemcell(f, nil))
 	root.AddCommand(deploy.NewCmdDeploy(f, nil))
+	root.AddCommand(convergecmd.NewCmdConverge(f, nil))
+	root.AddCommand(convergecmd.NewCmdMonitor(f, nil))
+	root.AddCommand(convergecmd.NewCmdCCK(f, nil))
+	root.AddCommand(convergecmd.NewCmdUpdateResurrection(f, nil))
 	root.AddCommand(deploy.NewCmdPlan(f, nil))
 	root.AddCommand(deploy.NewCmdRecreate(f, nil))
 	root.AddCommand(deploy.NewCmdRestart(f, nil))
@@ -82,6 +89,7 @@ IaaS through a CPI, and rolls out releases to the kpaas agent on each VM over SS
 	root.AddCommand(deploy.NewCmdStop(f, nil))
 	root.AddCommand(upload.NewCmdUploadRelease(f, nil))
 	root.AddCommand(upload.NewCmdUploadStemcell(f, nil))
+	root.AddCommand(upload.NewCmdExportRelease(f, nil))
 	root.AddCommand(configs.NewCmdConfigs(f, nil))
 	root.AddCommand(showconfig.NewCmdCPIConfig(f, nil))
 	root.AddCommand(events.NewCmdEvents(f, nil))

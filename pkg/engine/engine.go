@@ -1022,9 +1022,20 @@ func (r *run) compileAll(ctx context.Context) error {
 				continue
 			}
 			seen[pk.Name] = true
+			if pk.Compiled != nil { // from a compiled release: recorded at upload, never compiled
+				c, err := r.precompiled(ctx, pk)
+				if err != nil {
+					return err
+				}
+				r.pkgs[pk.Name] = c
+				continue
+			}
 			rel := r.prep.Releases[pk.Release]
 			pkgs = append(pkgs, compile.Package{Name: pk.Name, Version: pk.Version, Fingerprint: pk.Fingerprint, Dependencies: pk.Dependencies,
 				Source: func() (string, error) { return r.packageSource(rel, pk.Name) }})
+		}
+		if len(pkgs) == 0 {
+			continue
 		}
 		comp := &compile.Compiler{State: r.e.State, Blobs: r.e.Blobs, Workers: &compileWorkers{r: r, sc: sc}, N: 1,
 			Progress: func(pkg, status string) { r.e.emit("compiling", pkg, "", "info", time.Time{}, nil, status) }}
@@ -1040,6 +1051,25 @@ func (r *run) compileAll(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// precompiled finds a compiled release's package in the compiled-package
+// cache, where upload-release recorded it.
+func (r *run) precompiled(ctx context.Context, pk PackageRef) (compile.Compiled, error) {
+	sc, err := compile.SplitStemcell(pk.Compiled.Stemcell)
+	if err != nil {
+		return compile.Compiled{}, err
+	}
+	row, err := r.e.State.CompiledPackage(ctx, pk.Fingerprint, sc.OS, sc.Version, pk.DepKey)
+	if err == nil && !r.e.Blobs.Has(row.BlobSHA256) {
+		err = state.ErrNotFound
+	}
+	if err != nil {
+		return compile.Compiled{}, fmt.Errorf("release %s: compiled package %s/%s for stemcell %s is not in the compiled-package cache: %w (upload the release again)",
+			pk.Release, pk.Name, pk.Version, pk.Compiled.Stemcell, err)
+	}
+	r.e.emit("compiling", pk.Name, "", "info", time.Time{}, nil, "compiled release: "+pk.Compiled.Stemcell)
+	return compile.Compiled{Name: pk.Name, Version: pk.Version, Fingerprint: pk.Fingerprint, SHA256: row.BlobSHA256}, nil
 }
 
 // packageSource puts a release package's source archive in the blobstore.

@@ -110,6 +110,11 @@ func (w *compileWorkers) Start(ctx context.Context, n int) (compile.Agent, func(
 		return nil, nil, fmt.Errorf("stemcell %s/%s is not uploaded to cpi %s", w.sc.Name, w.sc.Version, cpiName)
 	}
 	props := map[string]any{}
+	if z := r.prep.Cloud.AZ(cc.AZ); z != nil {
+		for k, v := range z.CloudProperties {
+			props[k] = v
+		}
+	}
 	if vt := r.prep.Cloud.VMType(cc.VMType); vt != nil {
 		for k, v := range vt.CloudProperties {
 			props[k] = v

@@ -20,11 +20,13 @@ import (
 	yaml "gopkg.in/yaml.v2"
 
 	"github.com/kpaas/kpaas/pkg/blobstore"
+	"github.com/kpaas/kpaas/pkg/compile"
 	"github.com/kpaas/kpaas/pkg/interpolate"
 	"github.com/kpaas/kpaas/pkg/manifest"
 	"github.com/kpaas/kpaas/pkg/plan"
 	"github.com/kpaas/kpaas/pkg/release"
 	"github.com/kpaas/kpaas/pkg/render"
+	"github.com/kpaas/kpaas/pkg/render/erb"
 	"github.com/kpaas/kpaas/pkg/state"
 )
 
@@ -74,6 +76,32 @@ type PackageRef struct {
 	Fingerprint  string
 	SHA1         string // digest of packages/<name>.tgz in the release
 	Dependencies []string
+	// Compiled is set for a package of a compiled release: its
+	// compiled_packages entry for the instance group's stemcell, found in
+	// the compiled-package cache under that entry's stemcell and DepKey.
+	Compiled *release.CompiledPackageRef
+	DepKey   string
+}
+
+// MissingCompiledError refuses a deploy that uses a compiled release's
+// packages on a stemcell they were not compiled against (and that has no
+// source to compile them from), with the director's wording.
+type MissingCompiledError struct {
+	Release    string   // name/version
+	Stemcell   string   // os/version the deploy uses
+	CompiledOn []string // os/version the release was compiled against
+	Packages   []string // name/version
+}
+
+func (e *MissingCompiledError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Can't use release '%s'. It references packages without source code and are not compiled against stemcell '%s':\n", e.Release, e.Stemcell)
+	for _, p := range e.Packages {
+		fmt.Fprintf(&b, " - '%s'\n", p)
+	}
+	fmt.Fprintf(&b, "Release '%s' is compiled against stemcell %s: deploy on that stemcell (or one of the same os and major version), or upload the release with its sources.",
+		e.Release, "'"+strings.Join(e.CompiledOn, "', '")+"'")
+	return b.String()
 }
 
 // Prepare resolves a deploy: interpolates the manifest (variables from the
@@ -205,15 +233,39 @@ func Prepare(ctx context.Context, st state.Reader, blobs *blobstore.Store, in Pr
 	p.Plan = pl
 
 	p.Packages = map[string][]PackageRef{}
+	faults := map[string]*MissingCompiledError{}
+	var faultOrder []string
 	for _, g := range pl.Groups {
 		if g.Manifest == nil {
 			continue
 		}
-		pkgs, err := p.groupPackages(g.Manifest)
+		pkgs, missing, err := p.groupPackages(g.Manifest)
 		if err != nil {
 			return nil, err
 		}
 		p.Packages[g.Name] = pkgs
+		sc := p.Stemcells[g.Manifest.Stemcell]
+		for _, mp := range missing {
+			rel := p.Releases[mp.Release]
+			key := rel.Row.Name + "/" + rel.Row.Version + " " + sc.OS + "/" + sc.Version
+			f := faults[key]
+			if f == nil {
+				f = &MissingCompiledError{Release: rel.Row.Name + "/" + rel.Row.Version, Stemcell: sc.OS + "/" + sc.Version, CompiledOn: rel.Tarball.Manifest.CompiledStemcells()}
+				faults[key] = f
+				faultOrder = append(faultOrder, key)
+			}
+			if d := mp.Name + "/" + mp.Version; !slices.Contains(f.Packages, d) {
+				f.Packages = append(f.Packages, d)
+			}
+		}
+	}
+	if len(faultOrder) > 0 {
+		var errs []error
+		for _, k := range faultOrder {
+			sort.Strings(faults[k].Packages)
+			errs = append(errs, faults[k])
+		}
+		return nil, errors.Join(errs...)
 	}
 	if err := p.render(m.Name, cc); err != nil {
 		return nil, err
@@ -259,7 +311,9 @@ func (p *Prepared) render(deployment string, cc *manifest.CloudConfig) error {
 			slots = append(slots, slot{g.Name, len(rin.Instances[g.Name]) - 1, inst})
 		}
 	}
-	out, err := render.NewRenderer().RenderDeployment(rin)
+	renderer, stopERB := erb.NewRenderer(erb.Options{}) // one pool of ruby renderers for this deploy
+	defer stopERB()
+	out, err := renderer.RenderDeployment(rin)
 	if err != nil {
 		return fmt.Errorf("rendering the job templates: %w", err)
 	}
@@ -375,17 +429,30 @@ func (p *Prepared) interpolate(ctx context.Context, st state.Reader, in PrepareI
 }
 
 // groupPackages lists the packages g's jobs need, dependencies included, in
-// compile order.
-func (p *Prepared) groupPackages(g *manifest.InstanceGroup) ([]PackageRef, error) {
+// compile order, and the packages of compiled releases that were not
+// compiled for g's stemcell (and have no source).
+func (p *Prepared) groupPackages(g *manifest.InstanceGroup) ([]PackageRef, []PackageRef, error) {
 	seen := map[string]bool{}
-	var out []PackageRef
+	var out, missing []PackageRef
+	sc := p.Stemcells[g.Stemcell]
 	var add func(rel *ReleaseInfo, name string) error
 	add = func(rel *ReleaseInfo, name string) error {
 		if seen[name] {
 			return nil
 		}
 		seen[name] = true
-		for _, pk := range rel.Tarball.Manifest.Packages {
+		m := rel.Tarball.Manifest
+		if cp, ok := m.CompiledFor(name, sc.OS, sc.Version); ok {
+			for _, d := range cp.Dependencies {
+				if err := add(rel, d); err != nil {
+					return err
+				}
+			}
+			out = append(out, PackageRef{Release: rel.Row.Name, Name: cp.Name, Version: cp.Version, Fingerprint: cp.Fingerprint, SHA1: cp.SHA1,
+				Dependencies: cp.Dependencies, Compiled: &cp, DepKey: compile.CompiledDependencyKey(m, cp)})
+			return nil
+		}
+		for _, pk := range m.Packages {
 			if pk.Name == name {
 				for _, d := range pk.Dependencies {
 					if err := add(rel, d); err != nil {
@@ -396,24 +463,35 @@ func (p *Prepared) groupPackages(g *manifest.InstanceGroup) ([]PackageRef, error
 				return nil
 			}
 		}
+		for _, cp := range m.CompiledPackages {
+			if cp.Name == name { // compiled, but for another stemcell
+				for _, d := range cp.Dependencies {
+					if err := add(rel, d); err != nil {
+						return err
+					}
+				}
+				missing = append(missing, PackageRef{Release: rel.Row.Name, Name: cp.Name, Version: cp.Version, Fingerprint: cp.Fingerprint})
+				return nil
+			}
+		}
 		return fmt.Errorf("release %s has no package %s", rel.Row.Name, name)
 	}
 	for _, j := range g.Jobs {
 		rel := p.Releases[j.Release]
 		if rel == nil {
-			return nil, fmt.Errorf("instance group '%s' job '%s': release '%s' is not in the manifest's releases", g.Name, j.Name, j.Release)
+			return nil, nil, fmt.Errorf("instance group '%s' job '%s': release '%s' is not in the manifest's releases", g.Name, j.Name, j.Release)
 		}
 		jc := rel.Tarball.Job(j.Name)
 		if jc == nil {
-			return nil, fmt.Errorf("instance group '%s': release %s has no job '%s'", g.Name, j.Release, j.Name)
+			return nil, nil, fmt.Errorf("instance group '%s': release %s has no job '%s'", g.Name, j.Release, j.Name)
 		}
 		for _, pk := range jc.Spec.Packages {
 			if err := add(rel, pk); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
-	return out, nil
+	return out, missing, nil
 }
 
 // RenderInstance is what templates see of a planned instance.

@@ -274,6 +274,12 @@ func placeGroup(m *manifest.Manifest, g *manifest.InstanceGroup, in Input, exist
 	}
 	for _, inst := range order {
 		spec := base
+		// As the director does: the AZ's cloud_properties (the vSphere
+		// datacenter/cluster, the OpenStack availability_zone), overridden
+		// by the vm_type's and the vm_extensions'.
+		if z := cc.AZ(inst.AZ); z != nil && len(z.CloudProperties) > 0 {
+			spec.VMCloudProperties = mergeProps(z.CloudProperties, base.VMCloudProperties)
+		}
 		spec.Networks = make(map[string]NetSpec, len(g.Networks))
 		for ni := range g.Networks {
 			gn := &g.Networks[ni]

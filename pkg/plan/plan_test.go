@@ -308,3 +308,19 @@ networks:
 		}
 	}
 }
+
+func TestVMCloudPropertiesAreTheAZsOverriddenByTheVMTypes(t *testing.T) {
+	in := input(t, webG(2, "small"), nil)
+	cc, _, err := manifest.ParseCloudConfig("cc.yml", []byte(strings.Replace(cloud,
+		"azs: [{name: z1}, {name: z2}]",
+		"azs: [{name: z1, cloud_properties: {availability_zone: nova-1, ram: 1}}, {name: z2}]", 1)))
+	require.NoError(t, err)
+	in.Cloud = cc
+	p := build(t, in, Options{})
+	byAZ := map[string]map[string]any{}
+	for _, i := range p.Instances() {
+		byAZ[i.AZ] = i.Desired.VMCloudProperties
+	}
+	assert.Equal(t, map[string]any{"availability_zone": "nova-1", "ram": 64}, byAZ["z1"], "the vm_type's ram wins over the AZ's")
+	assert.Equal(t, map[string]any{"ram": 64}, byAZ["z2"])
+}

@@ -10,8 +10,8 @@
 // .address), `if_link "name"`, and `spec.address/ip/az/id/index/name/
 // deployment/bootstrap/networks`. The template engine is chosen by file
 // extension through the Engine interface: `.erb` templates are rendered by an
-// ERB engine registered by issue 12 (ruby following the director's contract);
-// until one is registered they fail with ErrNoEngine.
+// ERB engine (package render/erb: ruby following the director's contract;
+// erb.NewRenderer registers it); without one they fail with ErrNoEngine.
 //
 // In Go templates the vocabulary reads:
 //

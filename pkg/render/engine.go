@@ -17,7 +17,7 @@ type Engine interface {
 }
 
 // ErrNoEngine is returned for a template whose extension has no engine: `.erb`
-// until the ERB engine (issue 12) is registered.
+// until the ERB engine (package render/erb) is registered.
 var ErrNoEngine = errors.New("no template engine")
 
 type noEngine struct{ ext, hint string }
@@ -111,10 +111,10 @@ type Renderer struct {
 
 // NewRenderer returns a renderer that renders every template with Go
 // text/template, except `.erb` templates, which need an ERB engine registered
-// with Register(".erb", e) (issue 12).
+// with Register(".erb", e); erb.NewRenderer returns a renderer with it.
 func NewRenderer() *Renderer {
 	return &Renderer{
-		engines: map[string]Engine{".erb": noEngine{ext: ".erb", hint: "ERB rendering is not in this kpaas build yet; rewrite the template as a Go template or wait for the ERB engine"}},
+		engines: map[string]Engine{".erb": noEngine{ext: ".erb", hint: "this renderer has no ERB engine; render with erb.NewRenderer (package render/erb), which runs ruby"}},
 		Default: NewGoTemplate(),
 	}
 }

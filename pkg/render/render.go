@@ -106,6 +106,10 @@ var tmplLoc = regexp.MustCompile(`^template: [^:]*:(\d+)(?::\d+)?: (?:executing 
 // and the line from text/template's message.
 func newTemplateError(in Instance, job, src string, err error) *TemplateError {
 	te := &TemplateError{Group: in.Group, Instance: fmt.Sprintf("%s/%d", in.Group, in.Index), Job: job, Template: src, Err: err}
+	var lined interface{ TemplateLine() int }
+	if errors.As(err, &lined) { // an engine's own error (ERB) knows its line
+		te.Line = lined.TemplateLine()
+	}
 	msg := err.Error()
 	if m := tmplLoc.FindStringSubmatch(msg); m != nil {
 		fmt.Sscan(m[1], &te.Line)

@@ -13,11 +13,13 @@ const (
 	CloudConfig   ConfigType = "cloud"
 	RuntimeConfig ConfigType = "runtime"
 	CPIConfig     ConfigType = "cpi"
+	// ResurrectionConfig holds the resurrection switch and rules (kpaas monitor).
+	ResurrectionConfig ConfigType = "resurrection"
 )
 
 // Valid reports whether t is a known config type.
 func (t ConfigType) Valid() bool {
-	return t == CloudConfig || t == RuntimeConfig || t == CPIConfig
+	return t == CloudConfig || t == RuntimeConfig || t == CPIConfig || t == ResurrectionConfig
 }
 
 // Title is how the type is written in sentences: cloud, runtime, CPI.

@@ -21,6 +21,7 @@ import (
 	"github.com/kpaas/kpaas/cpi"
 	"github.com/kpaas/kpaas/pkg/cmd/deploy"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
+	"github.com/kpaas/kpaas/pkg/compile"
 	"github.com/kpaas/kpaas/pkg/release"
 	"github.com/kpaas/kpaas/pkg/state"
 	"github.com/kpaas/kpaas/pkg/ui"
@@ -45,6 +46,16 @@ type uploadView struct {
 	AlreadyUploaded bool     `json:"already_uploaded"`
 	SHA256          string   `json:"sha256,omitempty"`
 	CPIs            []string `json:"cpis,omitempty"`
+	// CompiledPackages are the packages of a compiled release, recorded in
+	// the compiled-package cache.
+	CompiledPackages []compiledView `json:"compiled_packages,omitempty"`
+}
+
+type compiledView struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Stemcell string `json:"stemcell"`
+	SHA256   string `json:"sha256"`
 }
 
 func newCmd(f *cmdutil.Factory, use, short, long, example string, nargs int, runF func(*Options) error, run func(context.Context, *Options) error) *cobra.Command {
@@ -82,7 +93,11 @@ func NewCmdUploadRelease(f *cmdutil.Factory, runF func(*Options) error) *cobra.C
 	return newCmd(f, "upload-release TARBALL|DIR", "Upload a release tarball (or a release directory, built first) to the blobstore",
 		`Verify a release tarball (every job and package digest), keep it in the content-addressed
 blobstore beside the state, and record it. A release directory is built into a dev tarball
-first (as `+"`kpaas create-release`"+`). Uploading a release already there does nothing.`,
+first (as `+"`kpaas create-release`"+`). Uploading a release already there does nothing.
+Job and package digests may be bare SHA-1 (older CLIs) or sha256:. A compiled release
+(release.MF compiled_packages, e.g. from `+"`kpaas export-release`"+`) has each compiled package
+stored and recorded for the stemcell it was compiled against: deploys on that stemcell (or
+one of the same major version) install it without compiling.`,
 		"  kpaas upload-release releases/kpaas-hello\n  kpaas upload-release kpaas-hello-1.tgz --json", 1, runF, uploadReleaseRun)
 }
 
@@ -165,6 +180,11 @@ func uploadReleaseRun(ctx context.Context, opts *Options) error {
 	for _, r := range rels {
 		if r.Name == v.Name && r.Version == v.Version && env.Blobs.Has(strings.TrimPrefix(r.SHA256, "sha256:")) {
 			v.AlreadyUploaded, v.SHA256 = true, r.SHA256
+			// A compiled release of a version already there (from source, or
+			// compiled for another stemcell) still adds its compiled packages.
+			if err := importCompiled(ctx, opts, env, tb, &v); err != nil {
+				return err
+			}
 			return print(opts, v)
 		}
 	}
@@ -184,11 +204,33 @@ func uploadReleaseRun(ctx context.Context, opts *Options) error {
 		return err
 	}
 	v.SHA256 = id
+	if err := importCompiled(ctx, opts, env, tb, &v); err != nil {
+		return err
+	}
 	if err := env.Store.SaveRelease(ctx, state.Release{Name: v.Name, Version: v.Version, CommitHash: tb.Manifest.CommitHash, SHA256: id}); err != nil {
 		return err
 	}
 	_, _ = env.Store.AppendEvents(ctx, state.Event{Action: "create", ObjectType: "release", ObjectName: v.Name + "/" + v.Version})
 	return print(opts, v)
+}
+
+// importCompiled records a compiled release's packages in the
+// compiled-package cache (nothing for a release with sources).
+func importCompiled(ctx context.Context, opts *Options, env *deploy.Env, tb *release.Tarball, v *uploadView) error {
+	if !tb.Manifest.IsCompiled() {
+		return nil
+	}
+	rows, err := compile.ImportCompiled(ctx, env.Store, env.Blobs, tb)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		v.CompiledPackages = append(v.CompiledPackages, compiledView{Name: r.Name, Version: r.Version, Stemcell: r.StemcellOS + "/" + r.StemcellVersion, SHA256: r.BlobSHA256})
+	}
+	if !opts.JSON {
+		fmt.Fprintf(opts.IO.ErrOut, "Recorded %d compiled package(s) for stemcell %s.\n", len(rows), strings.Join(tb.Manifest.CompiledStemcells(), ", "))
+	}
+	return nil
 }
 
 func uploadStemcellRun(ctx context.Context, opts *Options) error {
