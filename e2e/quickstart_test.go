@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -182,18 +181,6 @@ func stateVar(t *testing.T, kpaas, state, name string) string {
 	}
 	t.Fatalf("no variable %s in the state", name)
 	return ""
-}
-
-func tryGet(u string) string {
-	c := http.Client{Timeout: 3 * time.Second}
-	resp, err := c.Get(u)
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	b := new(strings.Builder)
-	_, _ = io.Copy(b, resp.Body)
-	return b.String()
 }
 
 func hostHasAddr(ip string) bool {
