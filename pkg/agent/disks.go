@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/kpaas/kpaas/pkg/agent/protocol"
 )
@@ -85,6 +86,9 @@ func (a *Agent) ListDisk() []string {
 	return out
 }
 
+// diskAppearTimeout bounds mount_disk's wait for a disk's device to appear.
+var diskAppearTimeout = 30 * time.Second
+
 // hintDevice turns a disk hint into a device path.
 func hintDevice(hint any) string {
 	switch h := hint.(type) {
@@ -155,7 +159,16 @@ func (a *Agent) MountDisk(ctx context.Context, cid string) error {
 	if os.Geteuid() != 0 {
 		return protocol.Errorf(protocol.ErrNotSupported, "disk %s: formatting and mounting %s needs root; the agent runs as uid %d", cid, dev, os.Geteuid())
 	}
+	// A hot-plugged disk appears a moment after attach_disk returns (the
+	// guest scans the bus, udev makes the by-id link): wait for it.
 	fi, err := os.Stat(dev)
+	for wait := time.Now().Add(diskAppearTimeout); err != nil && time.Now().Before(wait); fi, err = os.Stat(dev) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	if err != nil || fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
 		return protocol.Errorf(protocol.ErrDisk, "disk %s: %q (from hint %v) is not a block device on this VM", cid, dev, hint)
 	}

@@ -47,6 +47,7 @@ func Drivers() *registry.Registry {
 	})
 	registerLocal(r)
 	registerOpenStack(r)
+	registerQEMU(r)
 	for _, register := range linked {
 		register(r)
 	}
