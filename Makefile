@@ -21,8 +21,8 @@ build:
 # would show up in cpi/local's host-wide leak checks.
 NOE2E    = $$($(GO) list $(PKGS) | grep -v /e2e)
 test: lint build
-	$(GO) test -count=1 $(NOE2E)
-	$(GO) test -count=1 ./e2e/...
+	$(GO) test -count=1 -timeout 30m $(NOE2E)
+	$(GO) test -count=1 -timeout 40m ./e2e/...
 
 unit:
 	$(GO) test -short -count=1 $(PKGS)
