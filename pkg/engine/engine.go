@@ -21,6 +21,7 @@ import (
 	"github.com/kpaas/kpaas/pkg/compile"
 	"github.com/kpaas/kpaas/pkg/manifest"
 	"github.com/kpaas/kpaas/pkg/plan"
+	"github.com/kpaas/kpaas/pkg/render"
 	"github.com/kpaas/kpaas/pkg/state"
 	"github.com/kpaas/kpaas/pkg/ui"
 )
@@ -224,6 +225,9 @@ func (e *Engine) Apply(ctx context.Context, p *Prepared) error {
 		r.postDeploy(ctx)
 	}
 	if err := e.State.RecordDeploySuccess(ctx, dep, p.ManifestText, p.ConfigIDs); err != nil {
+		return err
+	}
+	if err := saveSharedLinks(ctx, e.State, dep, p.SharedLinks); err != nil {
 		return err
 	}
 	_, _ = e.State.AppendEvents(ctx, state.Event{Time: e.now(), Action: "deploy", ObjectType: "deployment", ObjectName: dep, Deployment: dep})
@@ -1075,4 +1079,17 @@ func (r *run) precompiled(ctx context.Context, pk PackageRef) (compile.Compiled,
 // packageSource puts a release package's source archive in the blobstore.
 func (r *run) packageSource(rel *ReleaseInfo, name string) (string, error) {
 	return PackageSource(r.e.Blobs, rel.Tarball.Path, name)
+}
+
+// saveSharedLinks records what the deployment's shared providers expose, for
+// consumers in other deployments (an empty list when it shares nothing).
+func saveSharedLinks(ctx context.Context, st state.Writer, dep string, links []*render.Link) error {
+	if links == nil {
+		links = []*render.Link{}
+	}
+	data, err := json.Marshal(links)
+	if err != nil {
+		return fmt.Errorf("recording the shared links of deployment '%s': %w", dep, err)
+	}
+	return st.SaveSharedLinks(ctx, dep, string(data))
 }

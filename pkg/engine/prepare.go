@@ -60,6 +60,9 @@ type Prepared struct {
 	// state or generated: a manifest shown to the user hides them.
 	Secrets []string
 	State   *state.DeploymentState
+	// SharedLinks are the links of this deployment's `shared: true`
+	// providers, recorded by Apply on success for other deployments.
+	SharedLinks []*render.Link
 }
 
 // ReleaseInfo is an uploaded release a deploy uses.
@@ -267,14 +270,14 @@ func Prepare(ctx context.Context, st state.Reader, blobs *blobstore.Store, in Pr
 		}
 		return nil, errors.Join(errs...)
 	}
-	if err := p.render(m.Name, cc); err != nil {
+	if err := p.render(m.Name, cc, remoteLinks(ctx, st)); err != nil {
 		return nil, err
 	}
 	pl.Compare(plan.Options{Recreate: in.Recreate})
 	for _, i := range pl.Instances() {
 		if i.Swap { // new addresses: render again with them, and compare
 			// again, as the consumers of its links see them too
-			if err := p.render(m.Name, cc); err != nil {
+			if err := p.render(m.Name, cc, remoteLinks(ctx, st)); err != nil {
 				return nil, err
 			}
 			pl.Compare(plan.Options{Recreate: in.Recreate})
@@ -286,13 +289,39 @@ func Prepare(ctx context.Context, st state.Reader, blobs *blobstore.Store, in Pr
 
 // render renders every planned instance and fills in each desired spec's
 // jobs (template hashes) and packages (fingerprints).
-func (p *Prepared) render(deployment string, cc *manifest.CloudConfig) error {
+// remoteLinks reads the shared links another deployment recorded at its
+// last successful deploy, for consumers naming it with `deployment:`.
+func remoteLinks(ctx context.Context, st state.Reader) func(string) ([]*render.Link, error) {
+	return func(dep string) ([]*render.Link, error) {
+		d, err := st.Deployment(ctx, dep)
+		if errors.Is(err, state.ErrNotFound) || (err == nil && d.Manifest == "") {
+			return nil, fmt.Errorf("deployment '%s' has not been deployed successfully: deploy it first", dep)
+		}
+		if err != nil {
+			return nil, err
+		}
+		data, err := st.SharedLinks(ctx, dep)
+		if errors.Is(err, state.ErrNotFound) {
+			return nil, nil // deployed, sharing nothing
+		}
+		if err != nil {
+			return nil, err
+		}
+		var links []*render.Link
+		if err := json.Unmarshal([]byte(data), &links); err != nil {
+			return nil, fmt.Errorf("reading the shared links of deployment '%s' from the state: %w", dep, err)
+		}
+		return links, nil
+	}
+}
+
+func (p *Prepared) render(deployment string, cc *manifest.CloudConfig, remote func(string) ([]*render.Link, error)) error {
 	pl := p.Plan
 	var tarballs []*release.Tarball
 	for _, r := range p.Releases {
 		tarballs = append(tarballs, r.Tarball)
 	}
-	rin := render.DeploymentInput{Manifest: pl.Manifest, CloudConfig: cc, Instances: map[string][]render.Instance{}, Jobs: render.TarballSource(tarballs...)}
+	rin := render.DeploymentInput{Manifest: pl.Manifest, CloudConfig: cc, Instances: map[string][]render.Instance{}, Jobs: render.TarballSource(tarballs...), Remote: remote}
 	type slot struct {
 		group string
 		i     int
@@ -317,6 +346,7 @@ func (p *Prepared) render(deployment string, cc *manifest.CloudConfig) error {
 	if err != nil {
 		return fmt.Errorf("rendering the job templates: %w", err)
 	}
+	p.SharedLinks = out.Links.Shared
 	for _, s := range slots {
 		ri := out.Instances[s.group][s.i]
 		p.Rendered[s.inst.UUID] = ri

@@ -50,6 +50,8 @@ type DeploymentInput struct {
 	Instances   map[string][]Instance // instance group name -> its instances
 	Jobs        JobSource
 	Domain      string // DNS root domain, "bosh" when empty
+	// Remote finds the shared links of another deployment (see LinkDeployment.Remote).
+	Remote func(deployment string) ([]*Link, error)
 }
 
 // DeploymentOutput is a rendered deployment.
@@ -64,7 +66,7 @@ type DeploymentOutput struct {
 // provides, templates that fail (naming job, instance group and property).
 func (r *Renderer) RenderDeployment(in DeploymentInput) (*DeploymentOutput, error) {
 	m := in.Manifest
-	ld := LinkDeployment{Name: m.Name, Domain: in.Domain}
+	ld := LinkDeployment{Name: m.Name, Domain: in.Domain, Remote: in.Remote}
 	type groupJobs struct {
 		group *manifest.InstanceGroup
 		jobs  []JobInput

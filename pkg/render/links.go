@@ -16,6 +16,10 @@ type LinkDeployment struct {
 	Name   string
 	Domain string // DNS root domain, "bosh" when empty
 	Groups []LinkGroup
+	// Remote returns the shared links another deployment recorded at its last
+	// successful deploy, for consumers that name it with `deployment:`. Nil:
+	// no other deployment is known.
+	Remote func(deployment string) ([]*Link, error)
 }
 
 // LinkGroup is an instance group: its instances and its jobs.
@@ -47,17 +51,17 @@ func (k JobKey) String() string {
 
 // Link is a resolved link as a consumer sees it.
 type Link struct {
-	Name          string // the provider's link name (its alias when `as` is set)
-	Type          string
-	Deployment    string
-	Domain        string
-	InstanceGroup string
-	Network       string
-	Properties    map[string]any
-	Instances     []LinkInstance
+	Name          string         `json:"name"` // the provider's link name (its alias when `as` is set)
+	Type          string         `json:"type"`
+	Deployment    string         `json:"deployment"`
+	Domain        string         `json:"domain"`
+	InstanceGroup string         `json:"instance_group"`
+	Network       string         `json:"network"`
+	Properties    map[string]any `json:"properties"`
+	Instances     []LinkInstance `json:"instances"`
 	// Address is the BOSH DNS query address of the providing group
 	// (q-s0.<group>.<network>.<deployment>.<domain>).
-	Address string
+	Address string `json:"address"`
 
 	viewOnce sync.Once
 	view     LinkView // what templates see, built once: a link is shared by every consumer instance
@@ -65,13 +69,13 @@ type Link struct {
 
 // LinkInstance is one providing instance.
 type LinkInstance struct {
-	Name      string // instance group
-	ID        string
-	Index     int
-	AZ        string
-	Address   string
-	Bootstrap bool
-	Addresses map[string]string // network -> address
+	Name      string            `json:"name"` // instance group
+	ID        string            `json:"id"`
+	Index     int               `json:"index"`
+	AZ        string            `json:"az"`
+	Address   string            `json:"address"`
+	Bootstrap bool              `json:"bootstrap"`
+	Addresses map[string]string `json:"addresses"` // network -> address
 }
 
 // ProvidedLink is an entry of a job's .bosh/links.json.
@@ -87,6 +91,10 @@ type Resolution struct {
 	Consumed map[JobKey]map[string]*Link
 	// Provided maps each job to the links it provides (for .bosh/links.json).
 	Provided map[JobKey][]ProvidedLink
+	// Shared are the links of providers marked `shared: true`, on their
+	// group's default network: what other deployments may consume once this
+	// one deployed successfully.
+	Shared []*Link
 }
 
 // LinkError is a consumer link that could not be resolved.
@@ -156,7 +164,15 @@ func ResolveLinks(d LinkDeployment) (*Resolution, error) {
 						errs = append(errs, fmt.Errorf("%s provides link '%s' with property '%s', which its job spec does not declare", key, def.Name, prop))
 					}
 				}
-				providers = append(providers, &provider{key: key, group: g, job: j, name: name, specName: def.Name, typ: def.Type, props: def.Properties})
+				p := &provider{key: key, group: g, job: j, name: name, specName: def.Name, typ: def.Type, props: def.Properties}
+				providers = append(providers, p)
+				if mp, ok := j.Manifest.Provides[def.Name]; ok && mp.Shared != nil && *mp.Shared {
+					if l, err := buildLink(d, p, ""); err != nil {
+						errs = append(errs, fmt.Errorf("%s provides shared link '%s': %w", key, name, err))
+					} else {
+						res.Shared = append(res.Shared, l)
+					}
+				}
 				res.Provided[key] = append(res.Provided[key], ProvidedLink{Name: name, Type: def.Type, Group: name + "-" + def.Type})
 			}
 			sort.Slice(res.Provided[key], func(a, b int) bool { return res.Provided[key][a].Group < res.Provided[key][b].Group })
@@ -179,7 +195,18 @@ func ResolveLinks(d LinkDeployment) (*Resolution, error) {
 					errs = append(errs, &LinkError{Key: key, Link: c.Name, Type: c.Type, Reason: reason})
 				}
 				if explicit && mc.Deployment != "" && mc.Deployment != d.Name {
-					fail(fmt.Sprintf("it asks for deployment '%s': links from other deployments are not resolved here yet", mc.Deployment))
+					link, reason := resolveRemote(d, c, mc)
+					if reason != "" {
+						fail(reason)
+						continue
+					}
+					if link == nil { // optional, nothing shared
+						continue
+					}
+					if res.Consumed[key] == nil {
+						res.Consumed[key] = map[string]*Link{}
+					}
+					res.Consumed[key][c.Name] = link
 					continue
 				}
 				var candidates []*provider
@@ -249,6 +276,85 @@ func ResolveLinks(d LinkDeployment) (*Resolution, error) {
 		return nil, errors.Join(errs...)
 	}
 	return res, nil
+}
+
+// resolveRemote resolves a consumer naming another deployment from the links
+// that deployment shared: by `from` (alias or link name) when given, else by
+// type. It returns the link, or why it cannot (a nil link and no reason: an
+// optional link nobody shares). Implicit links never get here.
+func resolveRemote(d LinkDeployment, c release.LinkDef, mc manifest.ConsumeLink) (*Link, string) {
+	dep := mc.Deployment
+	if d.Remote == nil {
+		return nil, fmt.Sprintf("deployment '%s' is not known here: deploy it first, with the provider marked `shared: true`", dep)
+	}
+	shared, err := d.Remote(dep)
+	if err != nil {
+		return nil, fmt.Sprintf("the shared links of deployment '%s' are not available: %v", dep, err)
+	}
+	var candidates []*Link
+	for _, l := range shared {
+		if mc.From != "" && l.Name != mc.From {
+			continue
+		}
+		if mc.From == "" && l.Type != c.Type {
+			continue
+		}
+		candidates = append(candidates, l)
+	}
+	if mc.From != "" && len(candidates) > 0 {
+		var sameType []*Link
+		for _, l := range candidates {
+			if l.Type == c.Type {
+				sameType = append(sameType, l)
+			}
+		}
+		if len(sameType) == 0 {
+			return nil, fmt.Sprintf("the link '%s' deployment '%s' shares has type %s, not %s", mc.From, dep, candidates[0].Type, c.Type)
+		}
+		candidates = sameType
+	}
+	switch len(candidates) {
+	case 0:
+		if c.Optional {
+			return nil, ""
+		}
+		what := "a link of this type"
+		if mc.From != "" {
+			what = fmt.Sprintf("a link named '%s'", mc.From)
+		}
+		return nil, fmt.Sprintf("deployment '%s' shares no provider of %s: mark the provider `shared: true` in that deployment's manifest (check `from` and its `as`) and deploy it", dep, what)
+	case 1:
+	default:
+		var names []string
+		for _, l := range candidates {
+			names = append(names, l.InstanceGroup+"."+l.Name)
+		}
+		return nil, fmt.Sprintf("deployment '%s' shares multiple providers: %s; name one with `from` under consumes", dep, strings.Join(names, ", "))
+	}
+	src := candidates[0]
+	l := &Link{Name: src.Name, Type: src.Type, Deployment: src.Deployment, Domain: src.Domain, InstanceGroup: src.InstanceGroup,
+		Network: src.Network, Properties: copyValue(src.Properties).(map[string]any), Address: src.Address, Instances: []LinkInstance{}}
+	if l.Domain == "" {
+		l.Domain = "bosh"
+	}
+	if mc.Network != "" && mc.Network != src.Network {
+		l.Network = mc.Network
+		l.Address = fmt.Sprintf("q-s0.%s.%s.%s.%s", dnsLabel(l.InstanceGroup), dnsLabel(l.Network), dnsLabel(l.Deployment), l.Domain)
+	}
+	for _, in := range src.Instances {
+		li := in
+		li.Addresses = map[string]string{}
+		for n, a := range in.Addresses {
+			li.Addresses[n] = a
+		}
+		if a, ok := in.Addresses[l.Network]; ok && a != "" {
+			li.Address = a
+		} else if l.Network != src.Network {
+			return nil, fmt.Sprintf("network '%s' is not a network of instance group '%s' in deployment '%s' that shares it", l.Network, l.InstanceGroup, dep)
+		}
+		l.Instances = append(l.Instances, li)
+	}
+	return l, ""
 }
 
 func declared(spec *release.JobSpec, name string) bool {

@@ -294,8 +294,35 @@ func (o *ops) RecordDeploySuccess(ctx context.Context, name, manifest string, co
 	})
 }
 
+// sharedLinksKey is the meta row holding a deployment's shared link data.
+func sharedLinksKey(deployment string) string { return "shared_links/" + deployment }
+
+func (o *ops) SaveSharedLinks(ctx context.Context, deployment, data string) error {
+	return o.write(ctx, func(o *ops) error {
+		if _, err := o.exec(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, sharedLinksKey(deployment), data); err != nil {
+			return fmt.Errorf("recording the shared links of %q: %w", deployment, err)
+		}
+		return nil
+	})
+}
+
+func (o *ops) SharedLinks(ctx context.Context, deployment string) (string, error) {
+	var v string
+	err := o.row(ctx, `SELECT value FROM meta WHERE key = ?`, sharedLinksKey(deployment)).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", notFound("shared links of deployment %q", deployment)
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the shared links of %q: %w", deployment, err)
+	}
+	return v, nil
+}
+
 func (o *ops) DeleteDeployment(ctx context.Context, name string) error {
 	return o.write(ctx, func(o *ops) error {
+		if _, err := o.exec(ctx, `DELETE FROM meta WHERE key = ?`, sharedLinksKey(name)); err != nil {
+			return fmt.Errorf("deleting deployment %q (shared links): %w", name, err)
+		}
 		for _, t := range []string{"deployment_configs", "instances", "vms", "disks", "ip_reservations", "variables"} {
 			if _, err := o.exec(ctx, `DELETE FROM `+t+` WHERE deployment = ?`, name); err != nil {
 				return fmt.Errorf("deleting deployment %q (%s): %w", name, t, err)

@@ -34,6 +34,10 @@ type Reader interface {
 	// Variables returns the latest version of each variable of a deployment.
 	Variables(ctx context.Context, deployment string) ([]Variable, error)
 
+	// SharedLinks returns the link data (JSON) a deployment's shared
+	// providers exposed at its last successful deploy (ErrNotFound if none).
+	SharedLinks(ctx context.Context, deployment string) (string, error)
+
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
 	Task(ctx context.Context, id int64) (Task, error)
 	Tasks(ctx context.Context, deployment string, limit int) ([]Task, error)
@@ -52,6 +56,9 @@ type Writer interface {
 	// RecordDeploySuccess saves the manifest of a successful deploy and the
 	// config versions it used.
 	RecordDeploySuccess(ctx context.Context, name, manifest string, configIDs []int64) error
+	// SaveSharedLinks records the link data (JSON) of a deployment's shared
+	// providers, for other deployments to consume; DeleteDeployment drops it.
+	SaveSharedLinks(ctx context.Context, deployment, data string) error
 	// DeleteDeployment removes a deployment and everything it owns
 	// (instances, VMs, disks, IPs, variables).
 	DeleteDeployment(ctx context.Context, name string) error
