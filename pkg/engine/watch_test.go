@@ -90,3 +90,12 @@ func TestStartJobsCancelledWhileWatching(t *testing.T) {
 }
 
 func targetNamed(n string) agentclient.Target { return agentclient.Target{Name: n} }
+
+func TestPrepareMissingReleaseWithURLSaysHowToUploadIt(t *testing.T) {
+	w := newWorld(t)
+	m := strings.Replace(manifestOf(1, "hi"), "releases: [{name: kpaas-hello, version: latest}]",
+		"releases: [{name: kpaas-hello, version: latest}, {name: extra, version: \"3\", url: \"https://example.com/extra-3.tgz\", sha1: \"sha256:abcd\"}]", 1)
+	_, err := Prepare(context.Background(), w.st, w.blobs, PrepareInput{ManifestFile: "m.yml", ManifestData: []byte(m)})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "release extra/3 is not uploaded: run `kpaas upload-release https://example.com/extra-3.tgz --sha1 sha256:abcd`")
+}
