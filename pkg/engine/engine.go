@@ -33,7 +33,7 @@ type Agent interface {
 	EnsureBlobs(ctx context.Context, blobs []agentclient.Blob) (int, error)
 	Apply(ctx context.Context, spec protocol.ApplySpec) error
 	StopJobs(ctx context.Context, o agentclient.StopOptions) error
-	StartJobs(ctx context.Context, wait time.Duration) (*protocol.State, error)
+	Start(ctx context.Context) error
 	RunScript(ctx context.Context, name string, env map[string]string) (*protocol.RunScriptResponse, error)
 	RunErrand(ctx context.Context, req protocol.RunErrandRequest) (*protocol.RunErrandResponse, error)
 	AddPersistentDisk(ctx context.Context, cid string, hint any) error
@@ -55,6 +55,9 @@ type Engine struct {
 	ClientKey agentclient.Key
 	Sink      ui.ProgressSink
 	Now       func() time.Time
+	// Sleep waits d or until ctx ends; nil is a real timer. Tests inject one
+	// to follow the watch schedule without waiting.
+	Sleep func(ctx context.Context, d time.Duration) error
 
 	SkipDrain   bool
 	Canaries    *manifest.CountOrPercent // --canaries
@@ -956,16 +959,8 @@ func (r *run) applyAndStart(ctx context.Context, stage, name string, g *plan.Gro
 	if err := r.e.step(stage, name, "apply", func() error { return a.Apply(ctx, spec) }); err != nil {
 		return err
 	}
-	wait := 60 * time.Second
-	wt := g.Update.UpdateWatchTime
-	if canary && g.Update.CanaryWatchTime != nil {
-		wt = g.Update.CanaryWatchTime
-	}
-	if wt != nil && wt.MaxDuration() > 0 {
-		wait = wt.MaxDuration()
-	}
 	if inst.Existing == nil || !inst.Existing.Stopped {
-		if err := r.e.step(stage, name, "start", func() error { _, err := a.StartJobs(ctx, wait); return err }); err != nil {
+		if err := r.e.step(stage, name, "start", func() error { return r.e.startJobs(ctx, a, name, watchTime(g, canary)) }); err != nil {
 			return err
 		}
 	}

@@ -43,15 +43,26 @@ type fakeAgents struct {
 	log       []string
 	blobs     map[string][]byte
 	failStart map[string]error // by instance name
-	pingErr   error
-	onStart   func(name string)
+	// startingPolls: how many get_state calls report "starting" before
+	// "running", by instance name.
+	startingPolls map[string]int
+	pingErr       error
+	onStart       func(name string)
 }
 
 func newFakeAgents() *fakeAgents {
-	return &fakeAgents{blobs: map[string][]byte{}, failStart: map[string]error{}}
+	return &fakeAgents{blobs: map[string][]byte{}, failStart: map[string]error{}, startingPolls: map[string]int{}}
 }
 
 func (f *fakeAgents) dial(t agentclient.Target) Agent { return &fakeAgent{f: f, name: t.Name} }
+
+// sleep stands in for the engine's timer: it records the wait and returns.
+func (f *fakeAgents) sleep(ctx context.Context, d time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.log = append(f.log, fmt.Sprintf("engine sleep %s", d))
+	return ctx.Err()
+}
 
 func (f *fakeAgents) record(name, call string) {
 	f.mu.Lock()
@@ -73,6 +84,13 @@ func (f *fakeAgents) calls(call string) []string {
 
 func (a *fakeAgent) Ping(ctx context.Context) error { a.f.record(a.name, "ping"); return a.f.pingErr }
 func (a *fakeAgent) GetState(ctx context.Context, full bool) (*protocol.State, error) {
+	a.f.mu.Lock()
+	defer a.f.mu.Unlock()
+	a.f.log = append(a.f.log, a.name+" get_state")
+	if a.f.startingPolls[a.name] > 0 {
+		a.f.startingPolls[a.name]--
+		return &protocol.State{JobState: "starting", Processes: []protocol.Process{{Job: "web", Name: "nginx", State: "starting"}}}, nil
+	}
 	return &protocol.State{JobState: protocol.JobRunning}, nil
 }
 func (a *fakeAgent) EnsureBlobs(ctx context.Context, blobs []agentclient.Blob) (int, error) {
@@ -119,7 +137,7 @@ func (a *fakeAgent) StopJobs(ctx context.Context, o agentclient.StopOptions) err
 	a.f.record(a.name, "stop")
 	return nil
 }
-func (a *fakeAgent) StartJobs(ctx context.Context, wait time.Duration) (*protocol.State, error) {
+func (a *fakeAgent) Start(ctx context.Context) error {
 	if a.f.onStart != nil {
 		a.f.onStart(a.name)
 	}
@@ -127,7 +145,7 @@ func (a *fakeAgent) StartJobs(ctx context.Context, wait time.Duration) (*protoco
 	a.f.mu.Lock()
 	err := a.f.failStart[a.name]
 	a.f.mu.Unlock()
-	return &protocol.State{JobState: protocol.JobRunning}, err
+	return err
 }
 func (a *fakeAgent) RunScript(ctx context.Context, name string, env map[string]string) (*protocol.RunScriptResponse, error) {
 	a.f.record(a.name, name)
@@ -256,8 +274,9 @@ func (w *world) engine() *Engine {
 	key, err := agentclient.GenerateKey()
 	require.NoError(w.t, err)
 	return &Engine{State: w.st, Blobs: w.blobs, ClientKey: key, Dial: w.agents.dial,
-		CPIs: func(az string) (cpi.CPI, string, error) { return w.cloud, "default", nil },
-		Sink: ui.ProgressFunc(func(p ui.Progress) { w.mu.Lock(); w.events = append(w.events, p); w.mu.Unlock() })}
+		CPIs:  func(az string) (cpi.CPI, string, error) { return w.cloud, "default", nil },
+		Sink:  ui.ProgressFunc(func(p ui.Progress) { w.mu.Lock(); w.events = append(w.events, p); w.mu.Unlock() }),
+		Sleep: w.agents.sleep}
 }
 
 func (w *world) prepare(m string, recreate bool) *Prepared {

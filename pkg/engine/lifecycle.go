@@ -143,8 +143,7 @@ func (e *Engine) Start(ctx context.Context, p *Prepared, insts []*plan.Instance)
 		}
 		vm, _ := r.vm(inst.UUID)
 		if err := e.step("starting", inst.Name(), "start", func() error {
-			_, err := r.agentFor(inst, vm).StartJobs(ctx, watch(g, false))
-			return err
+			return e.startJobs(ctx, r.agentFor(inst, vm), inst.Name(), watchTime(g, false))
 		}); err != nil {
 			errs = append(errs, err)
 		}
@@ -152,19 +151,94 @@ func (e *Engine) Start(ctx context.Context, p *Prepared, insts []*plan.Instance)
 	return errors.Join(errs...)
 }
 
-func watch(g *plan.Group, canary bool) time.Duration {
-	wait := 60 * time.Second
+// watchTime is the group's canary or update watch time; 0-60000 when the
+// manifest gives none.
+func watchTime(g *plan.Group, canary bool) manifest.WatchTime {
+	def := manifest.WatchTime{Min: 0, Max: 60000}
 	if g == nil {
-		return wait
+		return def
 	}
 	wt := g.Update.UpdateWatchTime
 	if canary && g.Update.CanaryWatchTime != nil {
 		wt = g.Update.CanaryWatchTime
 	}
-	if wt != nil && wt.MaxDuration() > 0 {
-		wait = wt.MaxDuration()
+	if wt == nil || wt.Max <= 0 {
+		return def
 	}
-	return wait
+	return *wt
+}
+
+// startJobs is the director's start phase: run_script pre-start, start, then
+// the watch schedule (sleep min, then poll get_state every clamp((max-min)/9,
+// 1 s, 15 s) until job_state is running or max has passed), then
+// run_script post-start.
+func (e *Engine) startJobs(ctx context.Context, a Agent, name string, wt manifest.WatchTime) error {
+	if _, err := a.RunScript(ctx, "pre-start", nil); err != nil {
+		return err
+	}
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	var st *protocol.State
+	for _, d := range wt.Schedule() {
+		if err := e.sleep(ctx, d); err != nil {
+			return err
+		}
+		var err error
+		if st, err = a.GetState(ctx, false); err != nil {
+			return err
+		}
+		if st.JobState == protocol.JobRunning {
+			break
+		}
+	}
+	if st == nil || st.JobState != protocol.JobRunning {
+		js := "unknown"
+		if st != nil {
+			js = st.JobState
+		}
+		return &JobNotRunningError{Instance: name, JobState: js, Watch: wt, State: st}
+	}
+	_, err := a.RunScript(ctx, "post-start", nil)
+	return err
+}
+
+// JobNotRunningError is the director's AgentJobNotRunning: the jobs were not
+// running when the watch time ran out.
+type JobNotRunningError struct {
+	Instance string
+	JobState string
+	Watch    manifest.WatchTime
+	State    *protocol.State
+}
+
+func (e *JobNotRunningError) Error() string {
+	var bad []string
+	if e.State != nil {
+		for _, p := range e.State.Processes {
+			if p.State != protocol.JobRunning {
+				bad = append(bad, fmt.Sprintf("%s/%s is %s", p.Job, p.Name, p.State))
+			}
+		}
+	}
+	return fmt.Sprintf("'%s' is not running after update (job_state %s after watch time %s ms). Review logs for failed jobs: %s (in /var/vcap/sys/log/ on the instance)", e.Instance, e.JobState, e.Watch, strings.Join(bad, ", "))
+}
+
+func (e *Engine) sleep(ctx context.Context, d time.Duration) error {
+	if e.Sleep != nil {
+		return e.Sleep(ctx, d)
+	}
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // ErrandResult is one errand run.

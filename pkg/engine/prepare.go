@@ -219,6 +219,14 @@ func Prepare(ctx context.Context, st state.Reader, blobs *blobstore.Store, in Pr
 		for _, r := range pl.Manifest.Releases {
 			row, ok := matchRelease(rels, r)
 			if !ok {
+				if r.URL != "" {
+					hint := "kpaas upload-release " + r.URL
+					if r.SHA1 != "" {
+						hint += " --sha1 " + r.SHA1
+					}
+					errs = append(errs, fmt.Errorf("release %s/%s is not uploaded: run `%s` (the manifest's url)", r.Name, r.Version, hint))
+					continue
+				}
 				errs = append(errs, fmt.Errorf("release %s/%s is not uploaded: run `kpaas upload-release` with it", r.Name, r.Version))
 				continue
 			}

@@ -37,6 +37,7 @@ type Options struct {
 	Name    string
 	Version string
 	Force   bool
+	SHA1    string // --sha1: digest of a URL download (bare SHA-1 or sha256:)
 }
 
 type uploadView struct {
@@ -82,6 +83,9 @@ func newCmd(f *cmdutil.Factory, use, short, long, example string, nargs int, run
 			return run(cmd.Context(), opts)
 		},
 	}
+	if strings.HasPrefix(use, "upload") {
+		cmd.Flags().StringVar(&opts.SHA1, "sha1", "", "Digest a URL download must have: bare SHA-1 or sha256:HEX")
+	}
 	if strings.HasPrefix(use, "delete") {
 		cmd.Flags().BoolVar(&opts.Force, "force", false, "Delete even if a deployment still uses it")
 	}
@@ -90,7 +94,7 @@ func newCmd(f *cmdutil.Factory, use, short, long, example string, nargs int, run
 
 // NewCmdUploadRelease builds `kpaas upload-release`.
 func NewCmdUploadRelease(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	return newCmd(f, "upload-release TARBALL|DIR", "Upload a release tarball (or a release directory, built first) to the blobstore",
+	return newCmd(f, "upload-release TARBALL|DIR|URL", "Upload a release tarball (or a release directory, built first) to the blobstore",
 		`Verify a release tarball (every job and package digest), keep it in the content-addressed
 blobstore beside the state, and record it. A release directory is built into a dev tarball
 first (as `+"`kpaas create-release`"+`). Uploading a release already there does nothing.
@@ -98,15 +102,15 @@ Job and package digests may be bare SHA-1 (older CLIs) or sha256:. A compiled re
 (release.MF compiled_packages, e.g. from `+"`kpaas export-release`"+`) has each compiled package
 stored and recorded for the stemcell it was compiled against: deploys on that stemcell (or
 one of the same major version) install it without compiling.`,
-		"  kpaas upload-release releases/kpaas-hello\n  kpaas upload-release kpaas-hello-1.tgz --json", 1, runF, uploadReleaseRun)
+		"  kpaas upload-release https://example.com/kpaas-hello-1.tgz --sha1 sha256:3b1f...\n  kpaas upload-release releases/kpaas-hello\n  kpaas upload-release kpaas-hello-1.tgz --json", 1, runF, uploadReleaseRun)
 }
 
 // NewCmdUploadStemcell builds `kpaas upload-stemcell`.
 func NewCmdUploadStemcell(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	return newCmd(f, "upload-stemcell TARBALL", "Upload a stemcell to every CPI in use",
+	return newCmd(f, "upload-stemcell TARBALL|URL", "Upload a stemcell to every CPI in use",
 		`Read the stemcell's stemcell.MF, then create it (create_stemcell) in every CPI of the
 cpi-config (the local cloud by default) that does not have it yet, and record each.`,
-		"  kpaas upload-stemcell kpaas-tiny-stemcell.tgz\n  kpaas upload-stemcell stemcell.tgz --json", 1, runF, uploadStemcellRun)
+		"  kpaas upload-stemcell https://example.com/stemcell.tgz --sha1 0c6d...\n  kpaas upload-stemcell kpaas-tiny-stemcell.tgz\n  kpaas upload-stemcell stemcell.tgz --json", 1, runF, uploadStemcellRun)
 }
 
 // NewCmdDeleteRelease builds `kpaas delete-release`.
@@ -136,6 +140,11 @@ func print(opts *Options, v uploadView) error {
 }
 
 func uploadReleaseRun(ctx context.Context, opts *Options) error {
+	cleanup, err := download(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	env, err := deploy.OpenEnv(ctx, opts.Factory)
 	if err != nil {
 		return err
@@ -234,6 +243,11 @@ func importCompiled(ctx context.Context, opts *Options, env *deploy.Env, tb *rel
 }
 
 func uploadStemcellRun(ctx context.Context, opts *Options) error {
+	cleanup, err := download(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	env, err := deploy.OpenEnv(ctx, opts.Factory)
 	if err != nil {
 		return err
@@ -422,3 +436,24 @@ func (p *progressReader) print(end string) {
 }
 
 func (p *progressReader) finish() { p.print("\n") }
+
+// download fetches opts.Path when it is a URL and points opts.Path at the
+// temporary file; --sha1 without a URL is a usage error.
+func download(ctx context.Context, opts *Options) (func(), error) {
+	if !isURL(opts.Path) {
+		if opts.SHA1 != "" {
+			return func() {}, cmdutil.FlagErrorf("--sha1 checks a download: give an http(s) URL, not %q", opts.Path)
+		}
+		return func() {}, nil
+	}
+	var now func() time.Time
+	if opts.Factory != nil && opts.Factory.Now != nil {
+		now = opts.Factory.Now
+	}
+	path, cleanup, err := fetch(ctx, opts.Path, opts.SHA1, ".tgz", opts.IO.ErrOut, now)
+	if err != nil {
+		return func() {}, err
+	}
+	opts.Path = path
+	return cleanup, nil
+}
