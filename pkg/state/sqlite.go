@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -56,11 +57,35 @@ func OpenSQLite(ctx context.Context, dir string, opts Options) (*SQLiteStore, er
 		isUnique: isSQLiteUnique,
 		readTx:   &sql.TxOptions{ReadOnly: true},
 	}
-	if err := b.open(ctx, dir); err != nil {
+	if err := openRetryingBusy(ctx, func() error { return b.open(ctx, dir) }); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return &SQLiteStore{b}, nil
+}
+
+// openRetryingBusy retries open while SQLite says the database is busy. A new
+// connection switches the file to WAL (pragma journal_mode), and SQLite can
+// answer SQLITE_BUSY to that at once, without waiting out busy_timeout, when
+// other processes are opening or migrating the same new file: kpaas deploy and
+// kpaas monitor started together must both get the store.
+func openRetryingBusy(ctx context.Context, open func() error) error {
+	deadline := time.Now().Add(10 * time.Second)
+	wait := 5 * time.Millisecond
+	for {
+		err := open()
+		if err == nil || sqliteCode(err)&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		if wait < 200*time.Millisecond {
+			wait *= 2
+		}
+	}
 }
 
 func (b *backend) open(ctx context.Context, keyDir string) error {
