@@ -34,7 +34,7 @@ func cloudEnv(t testing.TB) (user, admin map[string]string) {
 	if testing.Short() {
 		t.Skip("integration test against a real OpenStack; skipped with -short")
 	}
-	openstacktest.Shared(t)
+	openstacktest.Use(t)
 	if os.Getenv("OS_AUTH_URL") != "" {
 		user = map[string]string{}
 		for _, kv := range os.Environ() {

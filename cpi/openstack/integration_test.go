@@ -35,7 +35,6 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
 	"github.com/kpaas/kpaas/cpi"
-	"github.com/kpaas/kpaas/cpi/openstack/openstacktest"
 )
 
 // stemcell uploads a tiny raw image for one test and deletes it after.
@@ -447,9 +446,6 @@ func TestCancelledCreateVMCleansUp(t *testing.T) {
 // by the admin for this test), create_vm says so, is not retryable, and
 // leaves no port behind.
 func TestInstanceQuotaExceeded(t *testing.T) {
-	if !testing.Short() {
-		openstacktest.Exclusive(t) // the quota is the whole project's: no other package's test may use it meanwhile
-	}
 	tc := newTestCloud(t)
 	if tc.admin == nil {
 		t.Skip("needs the admin rc beside the demo rc to lower the demo project's quota")

@@ -519,9 +519,19 @@ func (q *QEMU) Inventory() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Taps count when they hang on one of this cloud's bridges: other clouds
+	// on the host (another state dir, a parallel test) have qt* taps too.
+	ourBridges := map[int]bool{}
+	for _, l := range links {
+		if _, ours := recs[l.Attrs().Name]; ours {
+			ourBridges[l.Attrs().Index] = true
+		}
+	}
 	for _, l := range links {
 		name := l.Attrs().Name
-		if _, ours := recs[name]; ours || (strings.HasPrefix(name, "qt") && l.Type() == "tuntap") {
+		_, ours := recs[name]
+		tap := strings.HasPrefix(name, "qt") && l.Type() == "tuntap" && ourBridges[l.Attrs().MasterIndex]
+		if ours || tap {
 			out = append(out, "link/"+name)
 		}
 	}

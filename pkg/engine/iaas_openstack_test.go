@@ -32,7 +32,7 @@ func openstackEnv(t *testing.T) map[string]string {
 	if testing.Short() {
 		t.Skip("deploy against a real OpenStack; skipped with -short")
 	}
-	openstacktest.Shared(t) // keeps cpi/openstack's quota test from running meanwhile
+	openstacktest.Use(t) // one test package at a time on the shared OpenStack project
 	env := map[string]string{}
 	if os.Getenv("OS_AUTH_URL") != "" {
 		for _, kv := range os.Environ() {

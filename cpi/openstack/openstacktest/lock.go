@@ -1,7 +1,8 @@
 // Package openstacktest coordinates the test processes that use the one real
-// OpenStack a machine runs (.ci/setup-openstack.sh): go test runs packages in
-// parallel, and a test that changes project-wide state (the demo project's
-// instance quota) must not run while another package deploys there.
+// OpenStack a machine runs (.ci/setup-openstack.sh). go test runs packages in
+// parallel, and the OpenStack tests check the demo project's whole inventory
+// before and after (nothing left behind) and change project-wide quotas, so
+// two packages must not use the project at once.
 package openstacktest
 
 import (
@@ -12,51 +13,31 @@ import (
 	"testing"
 )
 
-// LockPath is the file whose flock the OpenStack tests share.
+// LockPath is the file whose flock the OpenStack test processes take in turn.
 var LockPath = filepath.Join(os.TempDir(), "kpaas-openstack-tests.lock")
 
 var (
-	mu   sync.Mutex
-	fd   *os.File
-	held int // 0 none, syscall.LOCK_SH or syscall.LOCK_EX
+	mu sync.Mutex
+	fd *os.File
 )
 
-// Shared marks this test process as using the OpenStack until it exits: a test
-// in another process that calls Exclusive waits for it. Calling it again, or
-// while Exclusive holds the lock, changes nothing.
-func Shared(t testing.TB) {
+// Use waits until no other test process uses the OpenStack, then keeps it for
+// this process until it exits (tests inside one package run one after another;
+// the lock is the kernel's, so it is released however the process ends).
+func Use(t testing.TB) {
+	t.Helper()
 	mu.Lock()
 	defer mu.Unlock()
-	if held != 0 {
+	if fd != nil {
 		return
 	}
-	flock(t, syscall.LOCK_SH)
-}
-
-// Exclusive waits until no other process uses the OpenStack and keeps it to
-// this test; at the test's end the process goes back to a shared hold.
-func Exclusive(t testing.TB) {
-	mu.Lock()
-	defer mu.Unlock()
-	flock(t, syscall.LOCK_EX)
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		flock(t, syscall.LOCK_SH)
-	})
-}
-
-func flock(t testing.TB, how int) {
-	t.Helper()
-	if fd == nil {
-		f, err := os.OpenFile(LockPath, os.O_CREATE|os.O_RDWR, 0o666)
-		if err != nil {
-			t.Fatalf("opening the OpenStack test lock %s: %v", LockPath, err)
-		}
-		fd = f
+	f, err := os.OpenFile(LockPath, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("opening the OpenStack test lock %s: %v", LockPath, err)
 	}
-	if err := syscall.Flock(int(fd.Fd()), how); err != nil {
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
 		t.Fatalf("locking %s: %v", LockPath, err)
 	}
-	held = how
+	fd = f
 }
