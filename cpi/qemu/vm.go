@@ -351,6 +351,7 @@ func (q *QEMU) stop(rec *vmRecord) error {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+		waitFilesReleased(rec.PID, 10*time.Second)
 	}
 	deleteTaps(rec.NICs)
 	for _, n := range rec.NICs {
@@ -359,6 +360,22 @@ func (q *QEMU) stop(rec *vmRecord) error {
 		}
 	}
 	return nil
+}
+
+// waitFilesReleased waits until a killed QEMU's open files are closed. Its
+// main thread shows as a zombie (running() is false) while its other threads
+// are still exiting and the image files' locks are still held; attaching the
+// VM's persistent disk to the next VM right away then fails with QEMU's
+// 'Failed to get "write" lock'. A zombie with no threads left has no fds.
+func waitFilesReleased(pid int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil || len(fds) == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // destroy removes everything the VM owns: its process, taps, files, its
