@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+
+	"github.com/kpaas/kpaas/cpi"
 )
 
 // WriteJSON writes v to path atomically (temp file, rename); durably when
@@ -61,4 +63,17 @@ func Lock(path, what string) (func(), error) {
 		return nil, fmt.Errorf("locking %s's state: %w", what, err)
 	}
 	return func() { _ = syscall.Flock(int(fh.Fd()), syscall.LOCK_UN); fh.Close() }, nil
+}
+
+// Load reads the JSON record at path: a missing file is notFound (the CPI's
+// typed "not found" error), any other failure a cloud error "reading <what>".
+func Load[T any](path string, notFound error, what string) (*T, error) {
+	var v T
+	if err := ReadJSON(path, &v); err != nil {
+		if os.IsNotExist(err) {
+			return nil, notFound
+		}
+		return nil, cpi.Errorf(cpi.TypeCloudError, false, "reading %s: %w", what, err)
+	}
+	return &v, nil
 }
