@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kpaas/kpaas/cpi"
+	"github.com/kpaas/kpaas/cpi/internal/statefile"
 )
 
 // diskRecord is what the local cloud keeps about a persistent disk
@@ -44,14 +45,7 @@ func (l *Local) loadDisk(cid cpi.DiskCID) (*diskRecord, error) {
 	if !safeID(string(cid)) {
 		return nil, cpi.DiskNotFound(cid)
 	}
-	var d diskRecord
-	if err := readJSON(l.diskPath(cid, ".json"), &d); err != nil {
-		if os.IsNotExist(err) {
-			return nil, cpi.DiskNotFound(cid)
-		}
-		return nil, cpi.Errorf(cpi.TypeCloudError, false, "reading disk %s: %w", cid, err)
-	}
-	return &d, nil
+	return statefile.Load[diskRecord](l.diskPath(cid, ".json"), cpi.DiskNotFound(cid), "disk "+string(cid))
 }
 
 func (l *Local) saveDisk(d *diskRecord) error { return writeJSON(l.diskPath(d.CID, ".json"), d) }

@@ -17,7 +17,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,10 +26,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/kpaas/kpaas/cpi"
+	"github.com/kpaas/kpaas/cpi/internal/statefile"
 	"github.com/kpaas/kpaas/stemcells"
 )
 
@@ -206,51 +205,13 @@ func writeJSON(path string, v any) error { return writeJSONSync(path, v, true) }
 
 // writeJSONSync writes v atomically; durably when sync (what does not outlive
 // the host's uptime, like a PID, needs no fsync).
-func writeJSONSync(path string, v any, sync bool) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	fh, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := fh.Write(b); err != nil {
-		fh.Close()
-		return err
-	}
-	if sync {
-		if err := fh.Sync(); err != nil {
-			fh.Close()
-			return err
-		}
-	}
-	if err := fh.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
+func writeJSONSync(path string, v any, sync bool) error { return statefile.WriteJSON(path, v, sync) }
 
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, v)
-}
+func readJSON(path string, v any) error { return statefile.ReadJSON(path, v) }
 
 // lock takes the state directory's lock (between goroutines and processes).
 func (l *Local) lock() (func(), error) {
-	fh, err := os.OpenFile(filepath.Join(l.cfg.Dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening the local cloud's lock: %w", err)
-	}
-	if err := syscall.Flock(int(fh.Fd()), syscall.LOCK_EX); err != nil {
-		fh.Close()
-		return nil, fmt.Errorf("locking the local cloud's state: %w", err)
-	}
-	return func() { _ = syscall.Flock(int(fh.Fd()), syscall.LOCK_UN); fh.Close() }, nil
+	return statefile.Lock(filepath.Join(l.cfg.Dir, "lock"), "the local cloud")
 }
 
 // cerr turns err into a *cpi.Error, keeping nil nil (a nil *cpi.Error in an

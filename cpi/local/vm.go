@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kpaas/kpaas/cpi"
+	"github.com/kpaas/kpaas/cpi/internal/statefile"
 	"github.com/kpaas/kpaas/pkg/agent/settings"
 )
 
@@ -52,14 +53,7 @@ func (l *Local) loadVM(cid cpi.VMCID) (*vmRecord, error) {
 	if !safeID(string(cid)) {
 		return nil, cpi.VMNotFound(cid)
 	}
-	var rec vmRecord
-	if err := readJSON(filepath.Join(l.vmDir(cid), "vm.json"), &rec); err != nil {
-		if os.IsNotExist(err) {
-			return nil, cpi.VMNotFound(cid)
-		}
-		return nil, cpi.Errorf(cpi.TypeCloudError, false, "reading VM %s: %w", cid, err)
-	}
-	return &rec, nil
+	return statefile.Load[vmRecord](filepath.Join(l.vmDir(cid), "vm.json"), cpi.VMNotFound(cid), "VM "+string(cid))
 }
 
 func (l *Local) saveVM(rec *vmRecord) error {

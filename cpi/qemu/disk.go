@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kpaas/kpaas/cpi"
+	"github.com/kpaas/kpaas/cpi/internal/statefile"
 )
 
 // diskRecord is disks/<cid>.json beside the qcow2 file.
@@ -42,14 +43,7 @@ func (q *QEMU) loadDisk(cid cpi.DiskCID) (*diskRecord, error) {
 	if !safeID(string(cid)) {
 		return nil, cpi.DiskNotFound(cid)
 	}
-	var d diskRecord
-	if err := readJSON(q.diskPath(cid, ".json"), &d); err != nil {
-		if os.IsNotExist(err) {
-			return nil, cpi.DiskNotFound(cid)
-		}
-		return nil, cpi.Errorf(cpi.TypeCloudError, false, "reading disk %s: %w", cid, err)
-	}
-	return &d, nil
+	return statefile.Load[diskRecord](q.diskPath(cid, ".json"), cpi.DiskNotFound(cid), "disk "+string(cid))
 }
 
 func (q *QEMU) saveDisk(d *diskRecord) error { return writeJSON(q.diskPath(d.CID, ".json"), d) }

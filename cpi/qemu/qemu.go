@@ -17,7 +17,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,13 +26,13 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"crypto/rand"
 	"encoding/hex"
 
 	"github.com/kpaas/kpaas/cpi"
+	"github.com/kpaas/kpaas/cpi/internal/statefile"
 	"github.com/kpaas/kpaas/stemcells"
 )
 
@@ -268,37 +267,13 @@ func (q *QEMU) DeleteStemcell(ctx context.Context, cid cpi.StemcellCID) error {
 	return nil
 }
 
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
+func writeJSON(path string, v any) error { return statefile.WriteJSON(path, v, false) }
 
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, v)
-}
+func readJSON(path string, v any) error { return statefile.ReadJSON(path, v) }
 
 // lock takes the state directory's lock (between goroutines and processes).
 func (q *QEMU) lock() (func(), error) {
-	fh, err := os.OpenFile(filepath.Join(q.cfg.Dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening the QEMU cloud's lock: %w", err)
-	}
-	if err := syscall.Flock(int(fh.Fd()), syscall.LOCK_EX); err != nil {
-		fh.Close()
-		return nil, fmt.Errorf("locking the QEMU cloud's state: %w", err)
-	}
-	return func() { _ = syscall.Flock(int(fh.Fd()), syscall.LOCK_UN); fh.Close() }, nil
+	return statefile.Lock(filepath.Join(q.cfg.Dir, "lock"), "the QEMU cloud")
 }
 
 // accel picks the accelerator: the configured one, else the one detected

@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/kpaas/kpaas/cpi"
+	"github.com/kpaas/kpaas/cpi/internal/statefile"
 	"github.com/kpaas/kpaas/pkg/agent/settings"
 	"github.com/kpaas/kpaas/pkg/agentclient"
 )
@@ -46,14 +47,7 @@ func (q *QEMU) loadVM(cid cpi.VMCID) (*vmRecord, error) {
 	if !safeID(string(cid)) {
 		return nil, cpi.VMNotFound(cid)
 	}
-	var rec vmRecord
-	if err := readJSON(filepath.Join(q.vmDir(cid), "vm.json"), &rec); err != nil {
-		if os.IsNotExist(err) {
-			return nil, cpi.VMNotFound(cid)
-		}
-		return nil, cpi.Errorf(cpi.TypeCloudError, false, "reading VM %s: %w", cid, err)
-	}
-	return &rec, nil
+	return statefile.Load[vmRecord](filepath.Join(q.vmDir(cid), "vm.json"), cpi.VMNotFound(cid), "VM "+string(cid))
 }
 
 func (q *QEMU) saveVM(rec *vmRecord) error {
