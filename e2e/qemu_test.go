@@ -54,9 +54,9 @@ func TestDeployOnQEMU(t *testing.T) {
 	e := &env{t: t, state: t.TempDir(), work: t.TempDir(), subnet: "10.245.20"}
 	t.Cleanup(func() { e.kpaas("delete-deployment", "-d", "ticker", "--force", "-n") })
 	qdir := filepath.Join(e.state, "qemu-cloud")
-	e.write("cpi.yml", fmt.Sprintf("cpis:\n- name: qemu\n  type: qemu\n  properties: {dir: %s, ram: 256}\n", qdir))
+	e.write("cpi.yml", fmt.Sprintf("cpis:\n- name: qemu\n  type: qemu\n  properties: {dir: %s, ram: 256, accel: tcg}\n", qdir))
 	e.must("update-cpi-config", "cpi.yml", "-n")
-	q, err := qemu.New(qemu.Config{Dir: qdir}, nil)
+	q, err := qemu.New(qemu.Config{Dir: qdir, Accel: "tcg"}, nil)
 	require.NoError(t, err)
 	before, err := q.Inventory()
 	require.NoError(t, err)
