@@ -265,3 +265,34 @@ func ProbeAgents(ctx context.Context, pool *agentclient.Pool, targets []agentcli
 	wg.Wait()
 	return out
 }
+
+// OptionalClientKey is ClientKey for commands that still work without one
+// (they show agents as unreachable): nil, and no error, when the state has none.
+func OptionalClientKey(ctx context.Context, r state.Reader) (*agentclient.Key, error) {
+	k, err := ClientKey(ctx, r)
+	switch {
+	case err == nil:
+		return &k, nil
+	case errors.Is(err, ErrNoClientKey):
+		return nil, nil
+	default:
+		return nil, err
+	}
+}
+
+// DeploymentNames is the deployment a command names, or every deployment in
+// the store when it names none (-d left out).
+func DeploymentNames(ctx context.Context, r state.Reader, name string) ([]string, error) {
+	if name != "" {
+		return []string{name}, nil
+	}
+	deps, err := r.Deployments(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing deployments: %w", err)
+	}
+	names := make([]string, 0, len(deps))
+	for _, d := range deps {
+		names = append(names, d.Name)
+	}
+	return names, nil
+}

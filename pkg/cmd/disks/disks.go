@@ -91,16 +91,9 @@ func disksRun(ctx context.Context, opts *Options) error {
 	if opts.Orphaned {
 		return orphaned(ctx, opts, s)
 	}
-	names := []string{opts.Deployment}
-	if opts.Deployment == "" {
-		deps, err := s.Deployments(ctx)
-		if err != nil {
-			return fmt.Errorf("listing deployments: %w", err)
-		}
-		names = names[:0]
-		for _, d := range deps {
-			names = append(names, d.Name)
-		}
+	names, err := cmdutil.DeploymentNames(ctx, s, opts.Deployment)
+	if err != nil {
+		return err
 	}
 	views := []diskView{}
 	for _, name := range names {

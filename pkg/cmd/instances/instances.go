@@ -6,7 +6,6 @@ package instances
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -127,24 +126,12 @@ func instancesRun(ctx context.Context, opts *Options) error {
 		return err
 	}
 	defer s.Close()
-	names := []string{opts.Deployment}
-	if opts.Deployment == "" {
-		deps, err := s.Deployments(ctx)
-		if err != nil {
-			return fmt.Errorf("listing deployments: %w", err)
-		}
-		names = names[:0]
-		for _, d := range deps {
-			names = append(names, d.Name)
-		}
+	names, err := cmdutil.DeploymentNames(ctx, s, opts.Deployment)
+	if err != nil {
+		return err
 	}
-	var key *agentclient.Key
-	k, err := cmdutil.ClientKey(ctx, s)
-	switch {
-	case err == nil:
-		key = &k
-	case errors.Is(err, cmdutil.ErrNoClientKey):
-	default:
+	key, err := cmdutil.OptionalClientKey(ctx, s)
+	if err != nil {
 		return err
 	}
 	pool := agentclient.NewPool(agentclient.Options{DialTimeout: opts.AgentTimeout})
