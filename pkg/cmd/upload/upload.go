@@ -139,22 +139,35 @@ func print(opts *Options, v uploadView) error {
 	return nil
 }
 
+// openLocked opens the environment and takes the global lock (releases and
+// stemcells are shared by every deployment) for op; done releases both.
+func openLocked(ctx context.Context, opts *Options, op string) (*deploy.Env, func(), error) {
+	env, err := deploy.OpenEnv(ctx, opts.Factory)
+	if err != nil {
+		return nil, nil, err
+	}
+	lock, err := env.Store.Lock(ctx, state.LockRequest{Name: state.GlobalLock, Op: op})
+	if err != nil {
+		env.Close()
+		return nil, nil, err
+	}
+	return env, func() {
+		lock.Release(context.Background())
+		env.Close()
+	}, nil
+}
+
 func uploadReleaseRun(ctx context.Context, opts *Options) error {
 	cleanup, err := download(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	env, err := deploy.OpenEnv(ctx, opts.Factory)
+	env, done, err := openLocked(ctx, opts, "upload-release")
 	if err != nil {
 		return err
 	}
-	defer env.Close()
-	lock, err := env.Store.Lock(ctx, state.LockRequest{Name: state.GlobalLock, Op: "upload-release"})
-	if err != nil {
-		return err
-	}
-	defer lock.Release(context.Background())
+	defer done()
 	path := opts.Path
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -248,16 +261,11 @@ func uploadStemcellRun(ctx context.Context, opts *Options) error {
 		return err
 	}
 	defer cleanup()
-	env, err := deploy.OpenEnv(ctx, opts.Factory)
+	env, done, err := openLocked(ctx, opts, "upload-stemcell")
 	if err != nil {
 		return err
 	}
-	defer env.Close()
-	lock, err := env.Store.Lock(ctx, state.LockRequest{Name: state.GlobalLock, Op: "upload-stemcell"})
-	if err != nil {
-		return err
-	}
-	defer lock.Release(context.Background())
+	defer done()
 	tmp, err := os.MkdirTemp("", "kpaas-stemcell-")
 	if err != nil {
 		return err
@@ -314,16 +322,11 @@ func deleteReleaseRun(ctx context.Context, opts *Options) error {
 	if opts.Name == "" || opts.Version == "" {
 		return cmdutil.FlagErrorf("name the release as NAME/VERSION (see `kpaas releases`)")
 	}
-	env, err := deploy.OpenEnv(ctx, opts.Factory)
+	env, done, err := openLocked(ctx, opts, "delete-release")
 	if err != nil {
 		return err
 	}
-	defer env.Close()
-	lock, err := env.Store.Lock(ctx, state.LockRequest{Name: state.GlobalLock, Op: "delete-release"})
-	if err != nil {
-		return err
-	}
-	defer lock.Release(context.Background())
+	defer done()
 	rels, err := env.Store.Releases(ctx)
 	if err != nil {
 		return err
@@ -345,16 +348,11 @@ func deleteStemcellRun(ctx context.Context, opts *Options) error {
 	if opts.Name == "" || opts.Version == "" {
 		return cmdutil.FlagErrorf("name the stemcell as NAME/VERSION (see `kpaas stemcells`)")
 	}
-	env, err := deploy.OpenEnv(ctx, opts.Factory)
+	env, done, err := openLocked(ctx, opts, "delete-stemcell")
 	if err != nil {
 		return err
 	}
-	defer env.Close()
-	lock, err := env.Store.Lock(ctx, state.LockRequest{Name: state.GlobalLock, Op: "delete-stemcell"})
-	if err != nil {
-		return err
-	}
-	defer lock.Release(context.Background())
+	defer done()
 	have, err := env.Store.Stemcells(ctx)
 	if err != nil {
 		return err
