@@ -246,6 +246,27 @@ func (k *k8s) instances(t testing.TB, group string) []k8sInstance {
 	return out
 }
 
+type k8sVM struct {
+	Group       string    `json:"group"`
+	Index       int       `json:"index"`
+	IPs         []string  `json:"ips"`
+	VMCID       string    `json:"vm_cid"`
+	VMCreatedAt time.Time `json:"vm_created_at"`
+}
+
+// vms are the group's VMs by index, with their creation times.
+func (k *k8s) vms(t testing.TB, group string) []k8sVM {
+	var all, out []k8sVM
+	require.NoError(t, json.Unmarshal([]byte(k.e.must("vms", "-d", k8sDeployment, "--json").stdout), &all))
+	for _, v := range all {
+		if v.Group == group {
+			out = append(out, v)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out
+}
+
 // noteVMs remembers every VM of the deployment for the leak check.
 func (k *k8s) noteVMs(t testing.TB) {
 	for _, id := range vmDirs(t, k.e) {
@@ -340,6 +361,12 @@ type k8sNode struct {
 	Name  string
 	IP    string
 	Ready bool
+	// Heartbeat is when a kubelet last posted the Ready condition: a new
+	// kubelet posts it at once, so a node whose VM was replaced at T is
+	// known to be back (not a stale Ready of the old kubelet) once this is
+	// at or after T.
+	Heartbeat     time.Time
+	Unschedulable bool
 }
 
 func (k *k8s) nodes() ([]k8sNode, error) {
@@ -350,9 +377,13 @@ func (k *k8s) nodes() ([]k8sNode, error) {
 	var l struct {
 		Items []struct {
 			Metadata struct{ Name string }
+			Spec     struct{ Unschedulable bool }
 			Status   struct {
 				Addresses  []struct{ Type, Address string }
-				Conditions []struct{ Type, Status string }
+				Conditions []struct {
+					Type, Status      string
+					LastHeartbeatTime time.Time
+				}
 			}
 		}
 	}
@@ -361,7 +392,7 @@ func (k *k8s) nodes() ([]k8sNode, error) {
 	}
 	var ns []k8sNode
 	for _, it := range l.Items {
-		n := k8sNode{Name: it.Metadata.Name}
+		n := k8sNode{Name: it.Metadata.Name, Unschedulable: it.Spec.Unschedulable}
 		for _, a := range it.Status.Addresses {
 			if a.Type == "InternalIP" {
 				n.IP = a.Address
@@ -370,6 +401,7 @@ func (k *k8s) nodes() ([]k8sNode, error) {
 		for _, c := range it.Status.Conditions {
 			if c.Type == "Ready" {
 				n.Ready = c.Status == "True"
+				n.Heartbeat = c.LastHeartbeatTime
 			}
 		}
 		ns = append(ns, n)
@@ -398,12 +430,16 @@ func waitFor(t testing.TB, within time.Duration, what string, cond func() (bool,
 }
 
 // waitNodes waits until the cluster's nodes are exactly the worker
-// instances (by InternalIP) and every one is Ready.
+// instances (by InternalIP), every one Ready and schedulable, each posted
+// by a kubelet of the instance's current VM (a heartbeat at or after the
+// VM's creation), and returns them by IP.
 func (k *k8s) waitNodes(t testing.TB, within time.Duration) map[string]k8sNode {
 	t.Helper()
 	var want []string
-	for _, w := range k.instances(t, k8sWorker) {
+	born := map[string]time.Time{}
+	for _, w := range k.vms(t, k8sWorker) {
 		want = append(want, w.IPs[0])
+		born[w.IPs[0]] = w.VMCreatedAt.Truncate(time.Second)
 	}
 	sort.Strings(want)
 	byIP := map[string]k8sNode{}
@@ -417,10 +453,10 @@ func (k *k8s) waitNodes(t testing.TB, within time.Duration) map[string]k8sNode {
 		byIP = map[string]k8sNode{}
 		for _, n := range ns {
 			got = append(got, n.IP)
-			ready = ready && n.Ready
+			ready = ready && n.Ready && !n.Unschedulable && !n.Heartbeat.Before(born[n.IP])
 			byIP[n.IP] = n
 		}
-		return ready && slices.Equal(got, want), fmt.Sprintf("%+v", ns)
+		return ready && slices.Equal(got, want), fmt.Sprintf("%+v (VMs created %v)", ns, born)
 	})
 	return byIP
 }
