@@ -656,9 +656,13 @@ func (k *k8s) hostView(t testing.TB) hostView {
 	var gw [4]byte
 	_, err := fmt.Sscanf(k.e.subnet+".1", "%d.%d.%d.%d", &gw[0], &gw[1], &gw[2], &gw[3])
 	require.NoError(t, err)
-	marks := []string{fmt.Sprintf("02:4b:%02x:%02x:%02x:%02x", gw[0], gw[1], gw[2], gw[3])}
+	brMAC := fmt.Sprintf("02:4b:%02x:%02x:%02x:%02x", gw[0], gw[1], gw[2], gw[3])
+	var marks []string // VM IDs and the tails the host veths are named by
 	for id := range k.vmIDs {
 		marks = append(marks, strings.TrimPrefix(id, "vm-"))
+		if len(id) > 8 {
+			marks = append(marks, id[len(id)-8:])
+		}
 	}
 	mentions := func(line string) bool {
 		for _, m := range marks {
@@ -668,12 +672,29 @@ func (k *k8s) hostView(t testing.TB) hostView {
 		}
 		return false
 	}
-	links, err := exec.Command("ip", "-o", "link", "show").Output()
+	out, err := exec.Command("ip", "-o", "link", "show").Output()
 	require.NoError(t, err)
-	for _, line := range strings.Split(string(links), "\n") {
-		if mentions(line) {
-			f := strings.Fields(line)
-			v.Links = append(v.Links, strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":"))
+	links := strings.Split(string(out), "\n")
+	linkName := func(line string) string {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			return ""
+		}
+		return strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":")
+	}
+	bridge := ""
+	for _, line := range links {
+		if strings.Contains(line, "link/ether "+brMAC) && strings.HasPrefix(linkName(line), "kb") {
+			bridge = linkName(line)
+		}
+	}
+	for _, line := range links {
+		name := linkName(line)
+		if !strings.HasPrefix(name, "kb") && !strings.HasPrefix(name, "kv") {
+			continue
+		}
+		if name == bridge || bridge != "" && strings.Contains(line, " master "+bridge+" ") || mentions(name) {
+			v.Links = append(v.Links, name)
 		}
 	}
 	nss, _ := exec.Command("ip", "netns", "list").Output()
@@ -757,6 +778,7 @@ func TestKubernetes(t *testing.T) {
 
 	during := k.hostView(t)
 	assert.Equal(t, before.Sysctls, during.Sysctls, "the kubelet's and CNI's sysctl writes stay inside the VMs")
+	assert.NotEmpty(t, during.Links, "the VMs' bridge and veths show on the host (else the leak check looks for the wrong names)")
 	assert.NotEmpty(t, during.Cgroups, "the VMs show as cgroups under the local cloud's parent (else the leak check looks in the wrong place)")
 	t.Logf("while running: %d links, %d mounts, %d loop devices, %d cgroups (%d nested below VM cgroups)",
 		len(during.Links), len(during.Mounts), len(during.Loops), len(during.Cgroups), during.nested())
