@@ -87,3 +87,15 @@ func TestAStaticIPOutsideTheRangeFails(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "10.244.0.50")
 }
+
+func TestKPaaSKubernetesOnTheLocalCloud(t *testing.T) {
+	check(t, "k-paas/kubernetes/kubernetes.yml", "k-paas/kubernetes/local/cloud-config.yml", "k-paas/kubernetes/local/vars.yml")
+}
+
+func TestKPaaSKubernetesOnOpenStack(t *testing.T) {
+	check(t, "k-paas/kubernetes/kubernetes.yml", "k-paas/kubernetes/openstack/cloud-config.yml", "k-paas/kubernetes/openstack/vars.yml")
+}
+
+func TestKPaaSKubernetesOnVSphere(t *testing.T) {
+	check(t, "k-paas/kubernetes/kubernetes.yml", "k-paas/kubernetes/vsphere/cloud-config.yml", "k-paas/kubernetes/vsphere/vars.yml")
+}
