@@ -33,7 +33,8 @@ import (
 )
 
 // The Kubernetes stage: releases/kubernetes built by scripts/build-kubernetes.sh,
-// deployed with manifests/k-paas/container-platform.yml on the local cloud.
+// deployed with manifests/k-paas/kubernetes (the container platform: the
+// cluster beside the support VMs) on the local cloud.
 const (
 	k8sDeployment  = "k8s-e2e"
 	k8sMaster      = "master"
@@ -41,6 +42,8 @@ const (
 	k8sEchoImage   = "kpaas.local/echo:1"
 	k8sBuildHint   = "run scripts/build-kubernetes.sh (or make kubernetes-release; ~6 min from a cold Go cache) first"
 	k8sReadyWithin = 5 * time.Minute
+	k8sManifestDir = "manifests/k-paas/kubernetes"
+	k8sAdminVar    = "kubernetes_admin"
 )
 
 // k8sPrereqs skips (or, for missing binaries under CI=true, fails) when the
@@ -67,7 +70,7 @@ func k8sPrereqs(t testing.TB) string {
 			t.Skip(msg)
 		}
 	}
-	for _, f := range []string{"manifests/k-paas/container-platform.yml", "manifests/k-paas/local/cloud-config.yml", "manifests/k-paas/local/vars.yml"} {
+	for _, f := range []string{k8sManifestDir + "/kubernetes.yml", k8sManifestDir + "/local/cloud-config.yml", k8sManifestDir + "/local/vars.yml"} {
 		if !exists(filepath.Join(moduleDir, f)) {
 			t.Fatalf("%s is missing", f)
 		}
@@ -93,22 +96,22 @@ func newK8s(t testing.TB) *k8s {
 	kubectl := k8sPrereqs(t)
 	e := newEnv(t)
 	k := &k8s{e: e, kubectl: kubectl, vmIDs: map[string]bool{},
-		manifest: filepath.Join(moduleDir, "manifests", "k-paas", "container-platform.yml")}
+		manifest: filepath.Join(moduleDir, k8sManifestDir, "kubernetes.yml")}
 	t.Cleanup(func() { e.kpaas("delete-deployment", "-d", k8sDeployment, "--force", "-n") })
 	k.vars = k.localVars(t)
 	return k
 }
 
-// localVars rewrites manifests/k-paas/local/vars.yml for this environment:
+// localVars rewrites the manifest's local/vars.yml for this environment:
 // every address of the local example's /24 moves to e.subnet, and the
 // deployment gets the test's name.
 func (k *k8s) localVars(t testing.TB) string {
-	b, err := os.ReadFile(filepath.Join(moduleDir, "manifests", "k-paas", "local", "vars.yml"))
+	b, err := os.ReadFile(filepath.Join(moduleDir, k8sManifestDir, "local", "vars.yml"))
 	require.NoError(t, err)
 	var vars map[string]any
 	require.NoError(t, yaml.Unmarshal(b, &vars))
 	gw, ok := vars["internal_gw"].(string)
-	require.True(t, ok, "manifests/k-paas/local/vars.yml has no internal_gw")
+	require.True(t, ok, "%s/local/vars.yml has no internal_gw", k8sManifestDir)
 	prefix := gw[:strings.LastIndex(gw, ".")+1] // e.g. 10.244.1.
 	text := strings.ReplaceAll(string(b), prefix, k.e.subnet+".")
 	require.NoError(t, yaml.Unmarshal([]byte(text), &vars))
@@ -147,7 +150,7 @@ func (k *k8s) setup(t testing.TB) time.Duration {
 	}
 	took := time.Since(start)
 	t.Logf("uploaded releases %v in %s", names, took.Round(time.Millisecond))
-	e.must("update-cloud-config", filepath.Join(moduleDir, "manifests", "k-paas", "local", "cloud-config.yml"), "-l", k.vars, "-n")
+	e.must("update-cloud-config", filepath.Join(moduleDir, k8sManifestDir, "local", "cloud-config.yml"), "-l", k.vars, "-n")
 	return took
 }
 
@@ -275,24 +278,27 @@ func (k *k8s) noteVMs(t testing.TB) {
 }
 
 // writeKubeconfig assembles an admin kubeconfig from the deployment's
-// generated variables: the certificate whose subject is in system:masters,
-// its CA, and the master's address.
+// generated variables: the admin certificate (kubernetes_admin, which must
+// be in system:masters), its CA, and the master's address.
 func (k *k8s) writeKubeconfig(t testing.TB) {
 	cmd := exec.Command(filepath.Join(binDir, "kpaas"), "state", "export", "--include-secrets")
 	cmd.Env = append(os.Environ(), "KPAAS_STATE="+k.e.state)
 	out, err := cmd.Output()
 	require.NoError(t, err)
 	var exp struct {
-		Variables []struct{ Deployment, Name, Type, Value string }
+		Variables []struct{ Deployment, Name, Value string }
 	}
 	require.NoError(t, json.Unmarshal(out, &exp))
 	var admin *struct{ CA, Certificate, PrivateKey string }
 	var names []string
-	for _, v := range exp.Variables {
-		if v.Deployment != k8sDeployment || v.Type != "certificate" {
+	for _, v := range exp.Variables { // oldest first: the last one is the current value
+		if v.Deployment != k8sDeployment {
 			continue
 		}
 		names = append(names, v.Name)
+		if v.Name != k8sAdminVar {
+			continue
+		}
 		var c struct {
 			CA          string `json:"ca"`
 			Certificate string `json:"certificate"`
@@ -300,16 +306,13 @@ func (k *k8s) writeKubeconfig(t testing.TB) {
 		}
 		require.NoError(t, json.Unmarshal([]byte(v.Value), &c), "variable %s", v.Name)
 		blk, _ := pem.Decode([]byte(c.Certificate))
-		if blk == nil {
-			continue
-		}
+		require.NotNil(t, blk, "variable %s holds no PEM certificate", v.Name)
 		crt, err := x509.ParseCertificate(blk.Bytes)
-		if err == nil && slices.Contains(crt.Subject.Organization, "system:masters") && !crt.IsCA {
-			admin = &struct{ CA, Certificate, PrivateKey string }{c.CA, c.Certificate, c.PrivateKey}
-			break
-		}
+		require.NoError(t, err)
+		require.Contains(t, crt.Subject.Organization, "system:masters", "variable %s is the cluster's admin", v.Name)
+		admin = &struct{ CA, Certificate, PrivateKey string }{c.CA, c.Certificate, c.PrivateKey}
 	}
-	require.NotNil(t, admin, "no generated certificate with organization system:masters among %v", names)
+	require.NotNil(t, admin, "no variable %s among the deployment's %v", k8sAdminVar, names)
 	masters := k.instances(t, k8sMaster)
 	require.Len(t, masters, 1)
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
