@@ -25,6 +25,7 @@ import (
 	"github.com/kpaas/kpaas/pkg/agent/protocol"
 	"github.com/kpaas/kpaas/pkg/agentclient"
 	"github.com/kpaas/kpaas/pkg/blobstore"
+	"github.com/kpaas/kpaas/pkg/interpolate"
 	"github.com/kpaas/kpaas/pkg/plan"
 	"github.com/kpaas/kpaas/pkg/release"
 	"github.com/kpaas/kpaas/pkg/state"
@@ -618,4 +619,37 @@ func TestCreateSwapDeleteStartsTheNewVMBeforeDeletingTheOld(t *testing.T) {
 	assert.NotEqual(t, d0.VMs[0].CID, d1.VMs[0].CID)
 	fd, _ := w2.cloud.Disk(cpi.DiskCID(d0.Disks[0].CID))
 	assert.Equal(t, cpi.VMCID(d1.VMs[0].CID), fd.VM)
+}
+
+// A manifest named by a variable (`name: ((deployment_name))`, the K-PaaS
+// manifests) keeps its generated variables across deploys: they are looked
+// up under the name the vars give, not the placeholder, so a redeploy does
+// not generate a new CA and new passwords.
+func TestGeneratedVariablesSurviveARedeployOfAManifestNamedByAVariable(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	m := strings.Replace(manifestOf(1, "((greeting))"), "name: hello\n", "name: ((deployment_name))\n", 1) +
+		"variables:\n- {name: greeting, type: password}\n"
+	in := PrepareInput{ManifestFile: "m.yml", ManifestData: []byte(m),
+		Vars: interpolate.Sources{Files: []map[string]any{{"deployment_name": "hello"}}}}
+	name, err := DeploymentName(in)
+	require.NoError(t, err)
+	assert.Equal(t, "hello", name, "the deployment lock's name")
+
+	p, err := Prepare(ctx, w.st, w.blobs, in)
+	require.NoError(t, err)
+	require.Contains(t, p.Generated, "greeting")
+	require.NoError(t, w.engine().Apply(ctx, p))
+	first, err := w.st.Variable(ctx, "hello", "greeting")
+	require.NoError(t, err)
+
+	p, err = Prepare(ctx, w.st, w.blobs, in)
+	require.NoError(t, err)
+	assert.Empty(t, p.Generated, "nothing is generated again")
+	assert.Equal(t, 0, p.Plan.Changes())
+	require.NoError(t, w.engine().Apply(ctx, p))
+	again, err := w.st.Variable(ctx, "hello", "greeting")
+	require.NoError(t, err)
+	assert.Equal(t, first.Value, again.Value)
+	assert.Equal(t, first.ID, again.ID, "no new version of the variable")
 }

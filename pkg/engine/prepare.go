@@ -373,13 +373,24 @@ func (p *Prepared) render(deployment string, cc *manifest.CloudConfig, remote fu
 func (p *Prepared) interpolate(ctx context.Context, st state.Reader, in PrepareInput) (*manifest.Manifest, error) {
 	// Variables kept in the state act as a vars store; declared variables
 	// missing from it are generated (and saved by Apply's caller on success).
+	// Two passes: ops files and the variables given on the command line make
+	// the manifest kpaas records (variables kept in the state stay
+	// placeholders there, so no secret is stored in clear or shown in a
+	// diff); then the state's variables fill it for this deploy. The
+	// deployment's name (whose stored variables fill the second pass) is the
+	// first pass's: `name: ((deployment_name))` names the deployment the
+	// vars give, not a placeholder.
+	data := in.ManifestData
+	if in.Vars.Store == nil {
+		text, err := firstPass(in)
+		if err != nil {
+			return nil, err
+		}
+		p.ManifestText, data = string(text), text
+	}
 	name := in.Deployment
 	if name == "" {
-		var head struct {
-			Name string `yaml:"name"`
-		}
-		_ = yaml.Unmarshal(in.ManifestData, &head)
-		name = head.Name
+		name = manifestHeadName(data)
 	}
 	vars := in.Vars
 	if vars.Store == nil {
@@ -418,22 +429,7 @@ func (p *Prepared) interpolate(ctx context.Context, st state.Reader, in PrepareI
 		}
 		vars.Store = store
 	}
-	// Two passes: ops files and the variables given on the command line make
-	// the manifest kpaas records (variables kept in the state stay
-	// placeholders there, so no secret is stored in clear or shown in a
-	// diff); then the state's variables fill it for this deploy.
-	data := in.ManifestData
 	if in.Vars.Store == nil {
-		first := in.Vars
-		res, err := interpolate.Evaluate(interpolate.Request{Manifest: interpolate.File{Name: in.ManifestFile, Data: in.ManifestData}, OpsFiles: in.OpsFiles, Vars: first})
-		if err != nil {
-			return nil, err
-		}
-		text, err := res.YAML()
-		if err != nil {
-			return nil, err
-		}
-		p.ManifestText, data = string(text), text
 		vars = interpolate.Sources{Store: vars.Store}
 	}
 	ops := in.OpsFiles
@@ -464,6 +460,42 @@ func (p *Prepared) interpolate(ctx context.Context, st state.Reader, in PrepareI
 		return nil, err
 	}
 	return m, nil
+}
+
+// firstPass applies the ops files and the command line's variables only.
+func firstPass(in PrepareInput) ([]byte, error) {
+	res, err := interpolate.Evaluate(interpolate.Request{Manifest: interpolate.File{Name: in.ManifestFile, Data: in.ManifestData}, OpsFiles: in.OpsFiles, Vars: in.Vars})
+	if err != nil {
+		return nil, err
+	}
+	return res.YAML()
+}
+
+func manifestHeadName(data []byte) string {
+	var head struct {
+		Name string `yaml:"name"`
+	}
+	_ = yaml.Unmarshal(data, &head)
+	return head.Name
+}
+
+// DeploymentName is the name the manifest deploys as: -d when given, else
+// its name after the ops files and the command line's variables (as
+// `name: ((deployment_name))` with -v/-l deployment_name=...), for the
+// deployment lock taken before Prepare.
+func DeploymentName(in PrepareInput) (string, error) {
+	if in.Deployment != "" {
+		return in.Deployment, nil
+	}
+	data := in.ManifestData
+	if in.Vars.Store == nil {
+		text, err := firstPass(in)
+		if err != nil {
+			return "", err
+		}
+		data = text
+	}
+	return manifestHeadName(data), nil
 }
 
 // groupPackages lists the packages g's jobs need, dependencies included, in

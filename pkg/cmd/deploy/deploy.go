@@ -242,9 +242,9 @@ func deployRun(ctx context.Context, opts *Options) error {
 		return err
 	}
 
-	name := opts.Deployment
-	if name == "" {
-		name = manifestName(data)
+	name, err := engine.DeploymentName(in)
+	if err != nil {
+		return err
 	}
 	lock, err := env.Lock(ctx, name, "deploy")
 	if err != nil {
@@ -384,13 +384,4 @@ func markUnresponsive(ctx context.Context, env *Env, p *engine.Prepared) error {
 		}
 	}
 	return nil
-}
-
-func manifestName(data []byte) string {
-	for _, l := range strings.Split(string(data), "\n") {
-		if s, ok := strings.CutPrefix(l, "name:"); ok {
-			return strings.Trim(strings.TrimSpace(s), `"'`)
-		}
-	}
-	return ""
 }
