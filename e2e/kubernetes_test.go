@@ -223,11 +223,25 @@ func cachedStemcell(t testing.TB, e *env, osName string) string {
 	return out
 }
 
-// deploy deploys the container platform with workers worker instances.
-func (k *k8s) deploy(t testing.TB, workers int) {
+// deploy deploys the container platform with workers worker instances (as
+// the manifest's README says: the name from the vars, no -d) and returns
+// the instances it touched.
+func (k *k8s) deploy(t testing.TB, workers int) []string {
 	ops := k.e.write("k8s-workers.yml", fmt.Sprintf("- type: replace\n  path: /instance_groups/name=%s/instances\n  value: %d\n", k8sWorker, workers))
-	k.e.must("deploy", k.manifest, "-l", k.vars, "-o", ops, "-n")
+	r := k.e.must("deploy", k.manifest, "-l", k.vars, "-o", ops, "-n", "--json")
 	k.noteVMs(t)
+	touched := map[string]bool{}
+	for _, ev := range events(r.stderr) {
+		if ev.Object != "" && !strings.HasPrefix(ev.Object, "compilation/") {
+			touched[strings.Fields(ev.Object)[0]] = true
+		}
+	}
+	var out []string
+	for in := range touched {
+		out = append(out, in)
+	}
+	sort.Strings(out)
+	return out
 }
 
 type k8sInstance struct {
@@ -801,7 +815,7 @@ func TestKubernetes(t *testing.T) {
 
 	// Scale the workers up: the new node is Ready and takes pods.
 	start = time.Now()
-	k.deploy(t, 3)
+	assert.Equal(t, []string{k8sWorker + "/2"}, k.deploy(t, 3), "scaling the workers touches only the new worker")
 	nodes = k.waitNodes(t, k8sReadyWithin)
 	t.Logf("TIMING worker group 2 -> 3, the new node Ready: %s", time.Since(start).Round(time.Millisecond))
 	require.Len(t, nodes, 3)
@@ -810,7 +824,7 @@ func TestKubernetes(t *testing.T) {
 
 	// And down: worker/2 is drained (its pods move to the others) and its Node goes.
 	gone := k.instances(t, k8sWorker)[2].IPs[0]
-	k.deploy(t, 2)
+	assert.Equal(t, []string{k8sWorker + "/2"}, k.deploy(t, 2), "scaling down touches only the removed worker")
 	nodes = k.waitNodes(t, 2*time.Minute)
 	require.NotContains(t, nodes, gone)
 	pods = k.waitEcho(t, 6, names(nodes), 2*time.Minute)
