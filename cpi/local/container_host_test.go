@@ -293,3 +293,40 @@ func copyHostFile(t *testing.T, src, dst string, mode os.FileMode) {
 	require.NoError(t, os.MkdirAll(filepath.Dir(dst), 0o755))
 	require.NoError(t, os.WriteFile(dst, b, mode))
 }
+
+// TestContainerHostThroughTheKpaasLauncher starts a container_host VM with
+// the kpaas binary's own launcher (`kpaas cpi local-vm-init`), as a
+// deployment does.
+func TestContainerHostThroughTheKpaasLauncher(t *testing.T) {
+	needRoot(t)
+	tinyStemcell(t)
+	kpaas := buildKpaas(t)
+	if _, err := os.Stat("/sys/fs/cgroup/memory/cgroup.procs"); err != nil {
+		t.Skip("this test checks a cgroup v1 host's memory hierarchy; this host has none")
+	}
+	l, err := local.New(local.Config{Dir: t.TempDir(), InitCommand: []string{kpaas, "cpi", "local-vm-init"}}, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := l.CreateStemcell(ctx, stemcellImage(t), nil)
+	require.NoError(t, err)
+	before, err := l.Inventory()
+	require.NoError(t, err)
+	vm, _, err := l.CreateVM(ctx, "node", st, cpi.Props{local.ContainerHostProperty: true}, cpi.Networks{"n": net214(6, 10)}, nil, nil)
+	require.NoError(t, err)
+	const ip = "10.214.6.10"
+	_, err = waitAnswer(ctx, ip, "id")
+	require.NoError(t, err)
+	out, _ := ask(ctx, ip, "fstype /sys/fs/cgroup/memory")
+	assert.Equal(t, "cgroup", out)
+	out, _ = ask(ctx, ip, "lines /proc/self/cgroup")
+	for _, line := range strings.Split(out, ";") {
+		assert.True(t, strings.HasSuffix(line, ":/"), "the VM is at the root of its cgroup namespace: %s", line)
+	}
+	out, _ = ask(ctx, ip, "fstype /var/vcap/data")
+	assert.NotEqual(t, "overlay", out)
+	require.NoError(t, l.DeleteVM(ctx, vm))
+	after, err := l.Inventory()
+	require.NoError(t, err)
+	assert.Equal(t, before, after)
+}

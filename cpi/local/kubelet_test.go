@@ -41,8 +41,8 @@ func kubeletBinaries(t *testing.T) (kubelet, containerdDir string) {
 // cgroups, with its memory limit, appear under the VM's on the host, the
 // kubelet's sysctl writes stay in the VM, and delete_vm leaves nothing.
 func TestKubeletRunsAPodInAContainerHost(t *testing.T) {
-	l := newCloud(t)
 	kubelet, containerdDir := kubeletBinaries(t)
+	l := newCloud(t)
 	runc, err := exec.LookPath("runc")
 	if err != nil {
 		t.Skip("runc is not installed (apt-get install runc; .ci/setup-local-cloud.sh does)")
