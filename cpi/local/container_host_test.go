@@ -17,6 +17,8 @@ import (
 
 	"github.com/kpaas/kpaas/cpi"
 	"github.com/kpaas/kpaas/cpi/local"
+	"github.com/kpaas/kpaas/pkg/agentclient"
+	"github.com/kpaas/kpaas/pkg/agentclient/agentclienttest"
 )
 
 // net214 is a manual network on the container-host tests' subnet 10.214.<subnet>.0/24.
@@ -329,4 +331,30 @@ func TestContainerHostThroughTheKpaasLauncher(t *testing.T) {
 	after, err := l.Inventory()
 	require.NoError(t, err)
 	assert.Equal(t, before, after)
+}
+
+// TestRealAgentOnAContainerHost: the kpaas-agent comes up on a container
+// host and takes /var/vcap/data, already a mount point, as its ephemeral
+// disk (no ephemeral disk hint is needed).
+func TestRealAgentOnAContainerHost(t *testing.T) {
+	l := newCloud(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := l.CreateStemcell(ctx, agentStemcell(t), nil)
+	require.NoError(t, err)
+	pool := agentclient.NewPool(agentclient.Options{DialTimeout: 2 * time.Second})
+	defer pool.Close()
+	host, client := agentclienttest.MustKeys(t), agentclienttest.MustKeys(t)
+	env := cpi.Env{"kpaas": map[string]any{"host_key": host.PEM, "authorized_keys": []string{client.Public}}}
+	net := net214(7, 10)
+	vm, _, err := l.CreateVM(ctx, "node", st, cpi.Props{local.ContainerHostProperty: true}, cpi.Networks{"n": net}, nil, env)
+	require.NoError(t, err)
+	c := pool.Client(agentclient.Target{Name: string(vm), Address: net.IP + ":6868", HostKey: host.Public, Signer: client.Signer})
+	require.NoError(t, waitPing(ctx, c), "console: %s", console(l, vm))
+	state, err := c.GetState(ctx, true)
+	require.NoError(t, err)
+	require.NotNil(t, state.Vitals)
+	assert.Contains(t, state.Vitals.Disk, "ephemeral", "the agent sees /var/vcap/data as its ephemeral disk")
+	assert.DirExists(t, filepath.Join(l.Dir(), "vms", string(vm), "data", "sys", "run"), "the agent's layout lives in the VM's data directory on the host")
+	require.NoError(t, l.DeleteVM(ctx, vm))
 }
