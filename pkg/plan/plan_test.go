@@ -324,3 +324,14 @@ func TestVMCloudPropertiesAreTheAZsOverriddenByTheVMTypes(t *testing.T) {
 	assert.Equal(t, map[string]any{"availability_zone": "nova-1", "ram": 64}, byAZ["z1"], "the vm_type's ram wins over the AZ's")
 	assert.Equal(t, map[string]any{"ram": 64}, byAZ["z2"])
 }
+
+func TestVMExtensionsAddToTheVMTypesCloudProperties(t *testing.T) {
+	in := input(t, strings.Replace(webG(1, "small"), "  stemcell: default\n", "  stemcell: default\n  vm_extensions: [k8s-node]\n", 1), nil)
+	cc, _, err := manifest.ParseCloudConfig("cc.yml", []byte(cloud+"vm_extensions: [{name: k8s-node, cloud_properties: {container_host: true}}]\n"))
+	require.NoError(t, err)
+	in.Cloud = cc
+	p := build(t, in, Options{})
+	require.Len(t, p.Instances(), 1)
+	assert.Equal(t, map[string]any{"ram": 64, "container_host": true}, p.Instances()[0].Desired.VMCloudProperties,
+		"the local cloud's container_host reaches create_vm from a vm_extension, as a boolean")
+}
