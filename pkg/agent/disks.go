@@ -51,9 +51,23 @@ func (a *Agent) diskHints() map[string]any {
 	return out
 }
 
+// mounted is the persistent disks mounted now: the saved record, less the
+// entries whose mount point is no longer mounted (after a reboot or a hard
+// reset the record outlives the mounts; trusting it would let mount_disk
+// skip the mount and the jobs write their data to the root disk).
 func (a *Agent) mounted() map[string]mountedDisk {
 	m := map[string]mountedDisk{}
 	a.loadJSON(a.layout.MountsFile(), &m)
+	stale := false
+	for cid, d := range m {
+		if !a.isMountPoint(d.MountPoint) {
+			delete(m, cid)
+			stale = true
+		}
+	}
+	if stale {
+		_ = a.saveJSON(a.layout.MountsFile(), m)
+	}
 	return m
 }
 
