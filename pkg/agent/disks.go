@@ -71,6 +71,25 @@ func (a *Agent) mounted() map[string]mountedDisk {
 	return m
 }
 
+// remountDisks mounts again, after a reboot, the persistent disks the record
+// says were mounted, before any job starts: a job must never find an empty
+// /var/vcap/store on the root disk where its data was.
+func (a *Agent) remountDisks(ctx context.Context) error {
+	saved := map[string]mountedDisk{}
+	a.loadJSON(a.layout.MountsFile(), &saved)
+	var errs []error
+	for cid, d := range saved {
+		if a.isMountPoint(d.MountPoint) {
+			continue
+		}
+		a.log.Info("mounting the persistent disk again after a restart", "disk", cid, "mount_point", d.MountPoint)
+		if err := a.MountDisk(ctx, cid); err != nil {
+			errs = append(errs, fmt.Errorf("mounting persistent disk %s again: %w", cid, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // AddPersistentDisk records the hint of an attached disk.
 func (a *Agent) AddPersistentDisk(req protocol.AddPersistentDiskRequest) error {
 	if req.CID == "" || req.Hint == nil {
