@@ -363,14 +363,32 @@ func (p *Prepared) render(deployment string, cc *manifest.CloudConfig, remote fu
 }
 
 func (p *Prepared) interpolate(ctx context.Context, st state.Reader, in PrepareInput) (*manifest.Manifest, error) {
+	// Two passes: ops files and the variables given on the command line make
+	// the manifest kpaas records (variables kept in the state stay
+	// placeholders there, so no secret is stored in clear or shown in a
+	// diff); then the state's variables fill it for this deploy.
+	data := in.ManifestData
+	if in.Vars.Store == nil {
+		res, err := interpolate.Evaluate(interpolate.Request{Manifest: interpolate.File{Name: in.ManifestFile, Data: in.ManifestData}, OpsFiles: in.OpsFiles, Vars: in.Vars})
+		if err != nil {
+			return nil, err
+		}
+		text, err := res.YAML()
+		if err != nil {
+			return nil, err
+		}
+		p.ManifestText, data = string(text), text
+	}
 	// Variables kept in the state act as a vars store; declared variables
 	// missing from it are generated (and saved by Apply's caller on success).
+	// They are the deployment's: its name after the first pass, as a
+	// `name: ((deployment_name))` is only known then.
 	name := in.Deployment
 	if name == "" {
 		var head struct {
 			Name string `yaml:"name"`
 		}
-		_ = yaml.Unmarshal(in.ManifestData, &head)
+		_ = yaml.Unmarshal(data, &head)
 		name = head.Name
 	}
 	vars := in.Vars
@@ -410,22 +428,7 @@ func (p *Prepared) interpolate(ctx context.Context, st state.Reader, in PrepareI
 		}
 		vars.Store = store
 	}
-	// Two passes: ops files and the variables given on the command line make
-	// the manifest kpaas records (variables kept in the state stay
-	// placeholders there, so no secret is stored in clear or shown in a
-	// diff); then the state's variables fill it for this deploy.
-	data := in.ManifestData
 	if in.Vars.Store == nil {
-		first := in.Vars
-		res, err := interpolate.Evaluate(interpolate.Request{Manifest: interpolate.File{Name: in.ManifestFile, Data: in.ManifestData}, OpsFiles: in.OpsFiles, Vars: first})
-		if err != nil {
-			return nil, err
-		}
-		text, err := res.YAML()
-		if err != nil {
-			return nil, err
-		}
-		p.ManifestText, data = string(text), text
 		vars = interpolate.Sources{Store: vars.Store}
 	}
 	ops := in.OpsFiles
