@@ -606,11 +606,38 @@ func matchRelease(all []state.Release, r manifest.Release) (state.Release, bool)
 		if r.Version != "latest" && r.Version != "" && row.Version != r.Version {
 			continue
 		}
-		if !found || newer(row.Version, best.Version) {
+		if !found || newerRelease(row, best) {
 			best, found = row, true
 		}
 	}
 	return best, found
+}
+
+// newerRelease orders uploaded releases for `version: latest`. Versions
+// upload-release gives a release directory name its content
+// (0+dev.<hash>): their order is the upload order, as a hash says nothing
+// about which is newer.
+func newerRelease(a, b state.Release) bool {
+	if contentNamed(a.Version) && contentNamed(b.Version) {
+		return a.UploadedAt.After(b.UploadedAt)
+	}
+	return newer(a.Version, b.Version)
+}
+
+// contentNamed reports a 0+dev.<hex hash> version (not BOSH's 0+dev.N).
+func contentNamed(v string) bool {
+	h, ok := strings.CutPrefix(v, "0+dev.")
+	if !ok || len(h) < 8 {
+		return false
+	}
+	digits := true
+	for _, c := range h {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+		digits = digits && c <= '9'
+	}
+	return !digits
 }
 
 func newer(a, b string) bool {
