@@ -54,5 +54,5 @@ releases:
 	sh scripts/sync-debs.sh releases/haproxy
 	sh scripts/sync-debs.sh releases/postgres
 	sh scripts/sync-debs.sh releases/registry
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o releases/registry/src/registry-htpasswd/bin/registry-htpasswd ./releases/registry/src/registry-htpasswd
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o releases/kpaas-app/src/kpaas-app/bin/kpaas-app ./releases/kpaas-app/src/kpaas-app
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '-s -w' -o releases/registry/src/registry-htpasswd/bin/registry-htpasswd ./releases/registry/src/registry-htpasswd
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '-s -w' -o releases/kpaas-app/src/kpaas-app/bin/kpaas-app ./releases/kpaas-app/src/kpaas-app
