@@ -87,7 +87,8 @@ kpaas-lite is running. Point a browser at:
 
   http://$ip/              the app (each visit is recorded in PostgreSQL)
   http://$ip:8404/stats    HAProxy's stats (user admin, password $stats_pw)
-  http://$reg:5000/v2/     the image registry (user admin, password $reg_pw; plain HTTP)
+  https://$reg:5000/v2/    the image registry (user admin, password $reg_pw;
+                           its CA: bin/kpaas state export --include-secrets, variable registry_ca)
 
 From another machine: ssh -L 8080:$ip:80 root@$(hostname) and open http://localhost:8080/
 Remove it all:        bin/kpaas delete-deployment -d kpaas-lite -n
