@@ -185,7 +185,7 @@ func haproxyReloads(t *testing.T, run func(...string) (string, error), kpaas str
 		return out
 	}
 	stream := startStream("http://" + quickstartIP + "/")
-	threeApps := "- {type: replace, path: /instance_groups/name=app/instances, value: 3}\n"
+	threeApps := "- type: replace\n  path: /instance_groups/name=app/instances\n  value: 3\n"
 	out := deploy(threeApps)
 	assert.Regexp(t, `reload\s+haproxy/0`, out, "the plan reloads haproxy for the new backend")
 	assert.Regexp(t, `create\s+app/2`, out)
@@ -208,11 +208,12 @@ func haproxyReloads(t *testing.T, run func(...string) (string, error), kpaas str
 		long <- resp.Status + " " + strings.TrimSpace(string(b))
 	}()
 	time.Sleep(time.Second) // the long request is through HAProxy before the reload
-	out = deploy(threeApps + "- {type: replace, path: /instance_groups/name=haproxy/jobs/name=haproxy/properties/haproxy/health_check_path?, value: /ready}\n")
+	out = deploy(threeApps + "- type: replace\n  path: /instance_groups/name=haproxy/jobs/name=haproxy/properties/haproxy/health_check_path?\n  value: /ready\n")
 	assert.Regexp(t, `reload\s+haproxy/0`, out)
 	assert.NotRegexp(t, `(update|recreate)\s+haproxy/0`, out)
 	assert.Equal(t, "200 OK waited 12s", <-long, "the request in flight during the reload completes")
 	ok, failed := stream.stop()
+	t.Logf("through HAProxy during the two reload deploys: %d requests answered, %d failed", ok, len(failed))
 	assert.Empty(t, failed, "no request through HAProxy failed during the two reloads")
 	assert.Greater(t, ok, 50, "requests streamed through HAProxy during the deploys")
 
