@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net"
@@ -121,28 +120,7 @@ func TestQuickstart(t *testing.T) {
 	rc, err := newRegistryClient(reg, "admin", regPW, []byte(ca))
 	require.NoError(t, err)
 	require.NoError(t, rc.ping())
-	layer, config, err := testImage("pushed by the kpaas quickstart test\n")
-	require.NoError(t, err)
-	md, manifest, err := rc.pushImage("quickstart/hello", "v1", layer, config)
-	require.NoError(t, err)
-	assert.Equal(t, digestOf(manifest), md, "the registry names the manifest by its digest")
-	got, ctype, err := rc.manifest("quickstart/hello", md)
-	require.NoError(t, err)
-	assert.Equal(t, mediaManifest, ctype)
-	assert.Equal(t, string(manifest), string(got), "the manifest pulled by digest is the one pushed")
-	got, _, err = rc.manifest("quickstart/hello", "v1")
-	require.NoError(t, err)
-	assert.Equal(t, string(manifest), string(got), "and by tag")
-	for what, b := range map[string][]byte{"layer": layer, "config": config} {
-		pulled, err := rc.blob("quickstart/hello", digestOf(b))
-		require.NoError(t, err, what)
-		assert.True(t, bytes.Equal(b, pulled), "the %s pulled back is the one pushed", what)
-	}
-	_, _, err = rc.pushImage("quickstart/hello", "v2", layer, config)
-	require.NoError(t, err)
-	tags, err := rc.tags("quickstart/hello")
-	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"v1", "v2"}, tags)
+	checkImagePushPull(t, rc, "quickstart/hello")
 
 	// A second run changes nothing.
 	out, err = run("sh", "scripts/quickstart.sh")

@@ -4,16 +4,31 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // registryClient speaks the Docker registry HTTP API v2 as `docker push` and
@@ -201,4 +216,119 @@ func testImage(content string) (layer, config []byte, err error) {
 		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{digestOf(tarBuf.Bytes())}},
 	})
 	return gz.Bytes(), config, err
+}
+
+// checkImagePushPull pushes a one-layer image to repo as tags v1 and v2,
+// pulls its manifest back by digest and by tag and its blobs by digest, and
+// lists the tags.
+func checkImagePushPull(t *testing.T, rc *registryClient, repo string) {
+	t.Helper()
+	layer, config, err := testImage("pushed by a kpaas test\n")
+	require.NoError(t, err)
+	md, manifest, err := rc.pushImage(repo, "v1", layer, config)
+	require.NoError(t, err)
+	assert.Equal(t, digestOf(manifest), md, "the registry names the manifest by its digest")
+	got, ctype, err := rc.manifest(repo, md)
+	require.NoError(t, err)
+	assert.Equal(t, mediaManifest, ctype)
+	assert.Equal(t, string(manifest), string(got), "the manifest pulled by digest is the one pushed")
+	got, _, err = rc.manifest(repo, "v1")
+	require.NoError(t, err)
+	assert.Equal(t, string(manifest), string(got), "and by tag")
+	for what, b := range map[string][]byte{"layer": layer, "config": config} {
+		pulled, err := rc.blob(repo, digestOf(b))
+		require.NoError(t, err, what)
+		assert.True(t, bytes.Equal(b, pulled), "the %s pulled back is the one pushed", what)
+	}
+	_, err = rc.blob(repo, digestOf([]byte("never pushed")))
+	assert.ErrorContains(t, err, "404", "a blob never pushed is not there")
+	_, _, err = rc.pushImage(repo, "v2", layer, config)
+	require.NoError(t, err)
+	tags, err := rc.tags(repo)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"v1", "v2"}, tags)
+}
+
+// TestRegistryClientAgainstDebianRegistry runs the registry client against
+// the Distribution registry the registry release packages (Debian's
+// docker-registry, from releases/registry/blobs after `make releases`) on
+// loopback, with TLS from a CA made here and htpasswd auth: the same push and
+// pull as the quickstart test, without VMs.
+func TestRegistryClientAgainstDebianRegistry(t *testing.T) {
+	debs, _ := filepath.Glob(filepath.Join(moduleDir, "releases", "registry", "blobs", "registry", "docker-registry_*.deb"))
+	if len(debs) == 0 {
+		t.Skip("no docker-registry .deb in releases/registry/blobs (run `make releases`)")
+	}
+	if _, err := exec.LookPath("dpkg-deb"); err != nil {
+		t.Skip("dpkg-deb not found (a Debian host)")
+	}
+	dir := t.TempDir()
+	out, err := exec.Command("dpkg-deb", "-x", debs[0], filepath.Join(dir, "deb")).CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	caPEM, certPEM, keyPEM := testTLS(t, "127.0.0.1")
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	require.NoError(t, err)
+	files := map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM, "htpasswd": []byte("admin:" + string(hash) + "\n")}
+	for n, b := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, n), b, 0o600))
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	l.Close()
+	cfg := fmt.Sprintf(`version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: %s/store}}
+http: {addr: "%s", tls: {certificate: %s/tls.crt, key: %s/tls.key}}
+auth: {htpasswd: {realm: test, path: %s/htpasswd}}
+`, dir, addr, dir, dir, dir)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o600))
+	var log bytes.Buffer
+	cmd := exec.Command(filepath.Join(dir, "deb", "usr", "bin", "docker-registry"), "serve", filepath.Join(dir, "config.yml"))
+	cmd.Stdout, cmd.Stderr = &log, &log
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond, "the registry never listened: %s", &log)
+
+	base := "https://" + addr
+	untrusted, err := newRegistryClient(base, "admin", "s3cret", nil)
+	require.NoError(t, err)
+	assert.ErrorContains(t, untrusted.ping(), "certificate", "only the CA made here is trusted")
+	wrong, err := newRegistryClient(base, "admin", "wrong", caPEM)
+	require.NoError(t, err)
+	assert.ErrorContains(t, wrong.ping(), "401")
+	rc, err := newRegistryClient(base, "admin", "s3cret", caPEM)
+	require.NoError(t, err)
+	require.NoError(t, rc.ping())
+	checkImagePushPull(t, rc, "kpaas/hello")
+}
+
+// testTLS makes a CA and a server certificate for ip, PEM encoded.
+func testTLS(t *testing.T, ip string) (caPEM, certPEM, keyPEM []byte) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	now := time.Now()
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: ip}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP(ip)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	kb, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
