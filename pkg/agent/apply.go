@@ -214,7 +214,8 @@ func (a *Agent) Apply(ctx context.Context, spec protocol.ApplySpec) error {
 // of each job to signal. It can when the packages and the set of jobs are
 // the same, and every job whose rendered templates (in rendered/<job>/)
 // differ from the installed ones declares the same processes in its bpm.yml,
-// each with a reload signal and otherwise unchanged. The error says why not.
+// each with a reload signal and otherwise unchanged, and at least one job
+// changed. The error says why not.
 func (a *Agent) reloadable(spec protocol.ApplySpec, rendered string) (map[string]*BPMConfig, error) {
 	a.mu.Lock()
 	old := a.spec
@@ -274,6 +275,10 @@ func (a *Agent) reloadable(spec protocol.ApplySpec, rendered string) (map[string
 			}
 		}
 		out[t.Name] = cfg
+	}
+	if len(out) == 0 {
+		// the same jobs again: an apply still needs them stopped, as before
+		return nil, errors.New("no job's templates changed: nothing to reload")
 	}
 	return out, nil
 }

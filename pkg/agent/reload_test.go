@@ -147,6 +147,7 @@ func TestApplyReloadsInPlace(t *testing.T) {
 		"package":           {"2", map[string]map[string]string{"web": web("v3", script), "other": other}, "package tools changed"},
 		"process args":      {"1", map[string]map[string]string{"web": web("v3", script+" # new"), "other": other}, "the definition of process web in bpm.yml changed"},
 		"job removed":       {"1", map[string]map[string]string{"web": web("v3", script)}, "jobs added or removed"},
+		"the same again":    {"1", map[string]map[string]string{"web": web("v2", script), "other": other}, "nothing to reload"},
 		"job not reloading": {"1", map[string]map[string]string{"web": web("v2", script), "other": {"config/bpm.yml": other["config/bpm.yml"], "config/x": "x"}}, "job other changed and its process web declares no reload signal"},
 	} {
 		err := r.apply(tc.pkg, tc.jobs)
