@@ -2,11 +2,12 @@
 # Packages the local cloud's tests need (idempotent): busybox-static for the
 # tiny test stemcell, iproute2 for the host-side leak checks, e2fsprogs to
 # format and grow persistent disk images, util-linux for losetup, tar to
-# unpack stemcells. debootstrap is for `kpaas create-stemcell --os debian`,
+# unpack stemcells, runc to prove a container_host VM runs containers.
+# debootstrap is for `kpaas create-stemcell --os debian`,
 # which the default test run does not build.
 set -euo pipefail
 need=()
-for p in busybox-static iproute2 e2fsprogs util-linux mount tar debootstrap; do
+for p in busybox-static iproute2 e2fsprogs util-linux mount tar debootstrap runc; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

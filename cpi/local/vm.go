@@ -33,6 +33,10 @@ type vmRecord struct {
 	PID       int             `json:"pid,omitempty"`
 	StartTime uint64          `json:"start_time,omitempty"` // of PID, to tell a reused PID apart
 	CreatedAt time.Time       `json:"created_at"`
+
+	// ContainerHost is cloud_properties.container_host: the VM can run
+	// containers (a Kubernetes node); see containerHostSpec.
+	ContainerHost bool `json:"container_host,omitempty"`
 }
 
 // initSpec is what the launcher (VMInit) needs to become the VM's PID 1.
@@ -45,6 +49,50 @@ type initSpec struct {
 	Hostname string   `json:"hostname"`
 	Init     string   `json:"init"`
 	Args     []string `json:"args,omitempty"`
+	// ContainerHost is set for a VM with cloud_properties.container_host.
+	ContainerHost *containerHostSpec `json:"container_host,omitempty"`
+}
+
+// containerHostSpec is what a container host's launcher sets up besides an
+// ordinary VM's root: a real filesystem at /var/vcap/data, the global
+// sysctls the kubelet writes kept in the VM, /dev/kmsg, and (after the go
+// signal, once its PID 1 is in its cgroups) its own cgroup namespace with
+// every hierarchy mounted at /sys/fs/cgroup.
+type containerHostSpec struct {
+	// Data is the host directory bound at /var/vcap/data (the host's
+	// filesystem, so containerd's overlayfs snapshotter works there).
+	Data string `json:"data"`
+	// Sysctls maps a /proc/sys path in the VM to the host file bound over it.
+	Sysctls map[string]string `json:"sysctls"`
+	// Cgroups are the host's cgroup hierarchies, mounted the same way at
+	// /sys/fs/cgroup in the VM's cgroup namespace.
+	Cgroups []hierarchy `json:"cgroups"`
+}
+
+// ContainerHostProperty is the vm_type/vm_extension cloud property that makes
+// a local VM able to run containers (a Kubernetes node).
+const ContainerHostProperty = "container_host"
+
+// globalSysctls are the sysctls a kubelet (protectKernelDefaults: false)
+// writes that are global to the host; a container host keeps them in a file
+// of its own. The per-netns ones (net.ipv4.ip_forward, net.bridge.*) are the
+// VM's already.
+var globalSysctls = []string{
+	"kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory", "vm/panic_on_oom",
+	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
+}
+
+// containerHostFrom reads cloud_properties.container_host (a boolean).
+func containerHostFrom(p cpi.Props) (bool, error) {
+	v, ok := p[ContainerHostProperty]
+	if !ok || v == nil {
+		return false, nil
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return false, fmt.Errorf("cloud_properties.%s must be true or false, not %T %v: fix the vm_type or vm_extension", ContainerHostProperty, v, v)
+	}
+	return b, nil
 }
 
 func (l *Local) vmDir(cid cpi.VMCID) string { return filepath.Join(l.cfg.Dir, "vms", string(cid)) }
@@ -102,9 +150,13 @@ func (l *Local) CreateVM(ctx context.Context, agentID cpi.AgentID, stemcell cpi.
 	if _, err := os.Stat(filepath.Join(l.stemcellDir(stemcell), "stemcell.json")); err != nil {
 		return "", nil, cpi.VMCreationFailed(false, cpi.StemcellNotFound(stemcell))
 	}
+	containerHost, err := containerHostFrom(props)
+	if err != nil {
+		return "", nil, cpi.VMCreationFailed(false, fmt.Errorf("creating VM: %w", err))
+	}
 	cid := cpi.VMCID(newID("vm-"))
 	rec := &vmRecord{CID: cid, AgentID: agentID, Stemcell: stemcell, Props: props, Disks: []cpi.DiskCID{},
-		Limits: limitsFrom(props), CreatedAt: time.Now().UTC()}
+		Limits: limitsFrom(props), ContainerHost: containerHost, CreatedAt: time.Now().UTC()}
 
 	assigned, err := l.reserve(rec, networks)
 	if err != nil {
@@ -229,6 +281,11 @@ func (l *Local) start(ctx context.Context, rec *vmRecord) (err error) {
 	if _, err := os.Stat(spec.Lower); err != nil {
 		return fmt.Errorf("stemcell %s of the VM: %w", rec.Stemcell, err)
 	}
+	if rec.ContainerHost {
+		if spec.ContainerHost, err = l.prepareContainerHost(dir); err != nil {
+			return err
+		}
+	}
 	specPath := filepath.Join(dir, "init.json")
 	if err := writeJSONSync(specPath, spec, false); err != nil {
 		return err
@@ -283,7 +340,7 @@ func (l *Local) start(ctx context.Context, rec *vmRecord) (err error) {
 	if err := writeJSONSync(filepath.Join(dir, "vm.json"), rec, false); err != nil {
 		return err
 	}
-	if err := l.cg.create(string(rec.CID), pid, rec.Limits); err != nil {
+	if err := l.cg.create(string(rec.CID), pid, rec.Limits, rec.ContainerHost); err != nil {
 		return err
 	}
 	l.log.Debug("vm launcher started, cgroups set", "vm", rec.CID, "elapsed", time.Since(t0))
@@ -315,6 +372,36 @@ func (l *Local) start(ctx context.Context, rec *vmRecord) (err error) {
 		return ctx.Err()
 	}
 	return nil
+}
+
+// prepareContainerHost makes a container host's /var/vcap/data directory and
+// its sysctl files (holding the host's values, as a fresh boot would) under
+// the VM's directory.
+func (l *Local) prepareContainerHost(dir string) (*containerHostSpec, error) {
+	if len(l.cg.hier) == 0 {
+		return nil, fmt.Errorf("cloud_properties.%s: no cgroup hierarchy is mounted in %s on this host to give the VM", ContainerHostProperty, l.cg.root)
+	}
+	spec := &containerHostSpec{Data: filepath.Join(dir, "data"), Sysctls: map[string]string{}, Cgroups: l.cg.hier}
+	if err := os.MkdirAll(spec.Data, 0o755); err != nil {
+		return nil, err
+	}
+	sysctlDir := filepath.Join(dir, "sysctl")
+	if err := os.MkdirAll(sysctlDir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, name := range globalSysctls {
+		host := "/proc/sys/" + name
+		v, err := os.ReadFile(host)
+		if err != nil {
+			continue // not in this kernel
+		}
+		file := filepath.Join(sysctlDir, strings.ReplaceAll(name, "/", "."))
+		if err := os.WriteFile(file, v, 0o644); err != nil {
+			return nil, fmt.Errorf("writing the VM's copy of %s: %w", host, err)
+		}
+		spec.Sysctls[host] = file
+	}
+	return spec, nil
 }
 
 // procStartTime reads the start time of pid (field 22 of /proc/PID/stat).
@@ -371,6 +458,7 @@ func (l *Local) stop(rec *vmRecord) error {
 	if running(rec) {
 		_ = syscall.Kill(rec.PID, syscall.SIGKILL)
 	}
+	l.cg.thaw(string(rec.CID))
 	for _, p := range l.cg.procs(string(rec.CID)) {
 		_ = syscall.Kill(p, syscall.SIGKILL)
 	}

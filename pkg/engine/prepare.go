@@ -220,15 +220,7 @@ func Prepare(ctx context.Context, st state.Reader, blobs *blobstore.Store, in Pr
 		for _, r := range pl.Manifest.Releases {
 			row, ok := matchRelease(rels, r)
 			if !ok {
-				if r.URL != "" {
-					hint := "kpaas upload-release " + r.URL
-					if r.SHA1 != "" {
-						hint += " --sha1 " + r.SHA1
-					}
-					errs = append(errs, fmt.Errorf("release %s/%s is not uploaded: run `%s` (the manifest's url)", r.Name, r.Version, hint))
-					continue
-				}
-				errs = append(errs, fmt.Errorf("release %s/%s is not uploaded: run `kpaas upload-release` with it", r.Name, r.Version))
+				errs = append(errs, &ReleaseNotUploadedError{Name: r.Name, Version: r.Version, URL: r.URL, SHA1: r.SHA1})
 				continue
 			}
 			tb, err := release.ReadTarball(blobs.Path(strings.TrimPrefix(row.SHA256, "sha256:")), release.ReadOptions{})
@@ -704,4 +696,23 @@ func reloadHash(j *render.RenderedJob) string {
 	fmt.Fprintf(h, "bpm %d\n", len(f.Content))
 	h.Write(f.Content)
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ReleaseNotUploadedError: the manifest names a release version that is not
+// uploaded. `kpaas deploy` uploads it from URL when there is one (as bosh
+// deploy does); `kpaas plan` only says so.
+type ReleaseNotUploadedError struct {
+	Name, Version string
+	URL, SHA1     string // the manifest's releases[].url and .sha1
+}
+
+func (e *ReleaseNotUploadedError) Error() string {
+	if e.URL == "" {
+		return fmt.Sprintf("release %s/%s is not uploaded: run `kpaas upload-release` with it", e.Name, e.Version)
+	}
+	hint := "kpaas upload-release " + e.URL
+	if e.SHA1 != "" {
+		hint += " --sha1 " + e.SHA1
+	}
+	return fmt.Sprintf("release %s/%s is not uploaded: run `%s` (the manifest's url; `kpaas deploy` uploads it itself)", e.Name, e.Version, hint)
 }

@@ -372,3 +372,14 @@ func TestTemplateChangesOfReloadableJobsReload(t *testing.T) {
 		assert.Equal(t, ActionUpdate, i.Action)
 	}
 }
+
+func TestVMExtensionsAddToTheVMTypesCloudProperties(t *testing.T) {
+	in := input(t, strings.Replace(webG(1, "small"), "  stemcell: default\n", "  stemcell: default\n  vm_extensions: [k8s-node]\n", 1), nil)
+	cc, _, err := manifest.ParseCloudConfig("cc.yml", []byte(cloud+"vm_extensions: [{name: k8s-node, cloud_properties: {container_host: true}}]\n"))
+	require.NoError(t, err)
+	in.Cloud = cc
+	p := build(t, in, Options{})
+	require.Len(t, p.Instances(), 1)
+	assert.Equal(t, map[string]any{"ram": 64, "container_host": true}, p.Instances()[0].Desired.VMCloudProperties,
+		"the local cloud's container_host reaches create_vm from a vm_extension, as a boolean")
+}

@@ -1,7 +1,9 @@
 // Command testinit stands in for kpaas-agent in the local cloud's tests: run
 // as a VM's init, it reads the agent settings and answers one-line commands
 // on TCP port 6868 (id, pid, hostname, stat PATH, mount DEV DIR, umount DIR,
-// write PATH DATA, read PATH, ips, dial HOST:PORT).
+// write PATH DATA, read PATH, ips, dial HOST:PORT, and for container hosts:
+// fstype PATH, mkdir PATH, lines PATH (newlines as ';'), devno PATH, sh
+// COMMAND LINE (run by busybox sh; output with newlines as ';')).
 package main
 
 import (
@@ -10,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"time"
@@ -105,6 +108,51 @@ func serve(c net.Conn, s settings) {
 		}
 		d.Close()
 		reply("ok")
+	case "fstype":
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(f[1], &st); err != nil {
+			reply("missing")
+			return
+		}
+		names := map[int64]string{0xEF53: "ext4", 0x794c7630: "overlay", 0x01021994: "tmpfs", 0x27e0eb: "cgroup",
+			0x63677270: "cgroup2", 0x9fa0: "proc", 0x62656572: "sysfs"}
+		if n, ok := names[int64(st.Type)]; ok {
+			reply("%s", n)
+		} else {
+			reply("0x%x", st.Type)
+		}
+	case "mkdir":
+		if err := os.Mkdir(f[1], 0o755); err != nil {
+			reply("error: %v", err)
+			return
+		}
+		reply("ok")
+	case "lines":
+		b, err := os.ReadFile(f[1])
+		if err != nil {
+			reply("error: %v", err)
+			return
+		}
+		reply("%s", strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", ";"))
+	case "devno":
+		var st syscall.Stat_t
+		if err := syscall.Stat(f[1], &st); err != nil {
+			reply("missing")
+			return
+		}
+		kind := "b"
+		if st.Mode&syscall.S_IFMT == syscall.S_IFCHR {
+			kind = "c"
+		}
+		reply("%s %d:%d", kind, (st.Rdev>>8)&0xfff, st.Rdev&0xff|(st.Rdev>>12)&0xfff00)
+	case "sh":
+		cmd := exec.Command("/bin/busybox", "sh", "-c", strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "sh")))
+		out, err := cmd.CombinedOutput()
+		res := strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", ";")
+		if err != nil {
+			res += fmt.Sprintf(" (error: %v)", err)
+		}
+		reply("%s", res)
 	case "ips":
 		addrs, _ := net.InterfaceAddrs()
 		var out []string
