@@ -134,7 +134,11 @@ spec:
 	sh("if [ -d /var/vcap/data/libs ]; then cp -a /var/vcap/data/libs/. /; fi; mkdir -p /run /var/lib /var/log")
 	sh("(containerd --config /var/vcap/data/etc/containerd.toml > /var/vcap/data/containerd.log 2>&1 </dev/null &)")
 	ctrImport := "ctr -n k8s.io --address /var/vcap/data/containerd/containerd.sock images import /var/vcap/data/image.tar 2>&1"
-	require.Eventually(t, func() bool { return strings.Contains(sh(ctrImport), "done") }, 30*time.Second, 200*time.Millisecond,
+	// containerd 1.6 prints "unpacking ... done", 2.x "... saved": both name the image
+	require.Eventually(t, func() bool {
+		out := sh(ctrImport + "; echo rc=$?")
+		return strings.Contains(out, "rc=0") && strings.Contains(out, "kpaas.local/busybox:1")
+	}, 30*time.Second, 200*time.Millisecond,
 		"containerd imports the image (log: %s)", filepath.Join(data, "containerd.log"))
 	sh("(kubelet --config /var/vcap/data/etc/kubelet.yaml --root-dir /var/vcap/data/kubelet --hostname-override node > /var/vcap/data/kubelet.log 2>&1 </dev/null &)")
 

@@ -7,6 +7,7 @@ package engine
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -353,6 +354,12 @@ func (p *Prepared) render(deployment string, cc *manifest.CloudConfig, remote fu
 		s.inst.Desired.Jobs = map[string]string{}
 		for _, j := range ri.Jobs {
 			s.inst.Desired.Jobs[j.Name] = j.TemplateHash
+			if h := reloadHash(j); h != "" {
+				if s.inst.Desired.Reloadable == nil {
+					s.inst.Desired.Reloadable = map[string]string{}
+				}
+				s.inst.Desired.Reloadable[j.Name] = h
+			}
 		}
 		s.inst.Desired.Packages = map[string]string{}
 		for _, pk := range p.Packages[s.group] {
@@ -687,6 +694,38 @@ func (p *Prepared) Redact(text string) string {
 		}
 	}
 	return text
+}
+
+// reloadHash is, for a job whose config/bpm.yml gives every process a reload
+// signal (the agent's kpaas bpm extension `reload: {signal: USR2}`), a hash
+// of what a reload cannot apply: its bpm.yml and monit file. "" when the job
+// does not reload in place.
+func reloadHash(j *render.RenderedJob) string {
+	f := j.File("config/bpm.yml")
+	if f == nil {
+		return ""
+	}
+	var bpm struct {
+		Processes []struct {
+			Reload struct {
+				Signal string `yaml:"signal"`
+			} `yaml:"reload"`
+		} `yaml:"processes"`
+	}
+	if yaml.Unmarshal(f.Content, &bpm) != nil || len(bpm.Processes) == 0 {
+		return ""
+	}
+	for _, p := range bpm.Processes {
+		if p.Reload.Signal == "" {
+			return ""
+		}
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "monit %d\n", len(j.Monit))
+	h.Write(j.Monit)
+	fmt.Fprintf(h, "bpm %d\n", len(f.Content))
+	h.Write(f.Content)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // ReleaseNotUploadedError: the manifest names a release version that is not
