@@ -54,8 +54,8 @@ releases:
 	sh scripts/sync-debs.sh releases/haproxy
 	sh scripts/sync-debs.sh releases/postgres
 	sh scripts/sync-debs.sh releases/registry
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o releases/registry/src/registry-htpasswd/bin/registry-htpasswd ./releases/registry/src/registry-htpasswd
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o releases/kpaas-app/src/kpaas-app/bin/kpaas-app ./releases/kpaas-app/src/kpaas-app
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '-s -w' -o releases/registry/src/registry-htpasswd/bin/registry-htpasswd ./releases/registry/src/registry-htpasswd
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '-s -w' -o releases/kpaas-app/src/kpaas-app/bin/kpaas-app ./releases/kpaas-app/src/kpaas-app
 
 # kubernetes-release: build releases/kubernetes' binaries (Kubernetes, etcd,
 # containerd from the pinned Go modules; about 6 minutes from a cold Go build

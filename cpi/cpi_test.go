@@ -40,7 +40,14 @@ func TestAsError(t *testing.T) {
 	e = cpi.AsError(fmt.Errorf("creating: %w", cpi.VMCreationFailed(true, errors.New("no ip"))))
 	assert.Equal(t, cpi.TypeVMCreationFail, e.Type)
 	assert.True(t, e.OkToRetry)
+	assert.Equal(t, "VMCreationFailed: creating: no ip", e.Error(), "the type is said once")
 	assert.Nil(t, cpi.AsError(nil))
+
+	// an error read off the wire and wrapped again keeps one type prefix
+	wire := &cpi.Error{Type: cpi.TypeCloudError, Message: "quota exceeded"}
+	e = cpi.AsError(fmt.Errorf("create_vm: %w", wire))
+	assert.Equal(t, "create_vm: quota exceeded", e.Message)
+	assert.Equal(t, "CloudError: create_vm: quota exceeded", e.Error())
 }
 
 func TestDiskHintWireForms(t *testing.T) {

@@ -3,6 +3,7 @@ package cpi
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // BOSH's error types (Director lib/clouds/external_cpi.rb KNOWN_RPC_ERRORS).
@@ -62,10 +63,7 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	short := e.Type
-	if len(short) > len("Bosh::Clouds::") && short[:len("Bosh::Clouds::")] == "Bosh::Clouds::" {
-		short = short[len("Bosh::Clouds::"):]
-	}
+	short := strings.TrimPrefix(e.Type, "Bosh::Clouds::")
 	return fmt.Sprintf("%s: %s", short, e.Message)
 }
 
@@ -121,7 +119,10 @@ func AsError(err error) *Error {
 	}
 	var ce *Error
 	if errors.As(err, &ce) {
-		return &Error{Type: ce.Type, Message: err.Error(), OkToRetry: ce.OkToRetry, Err: err}
+		// the chain's text without ce's own "Type: " prefix, which Error()
+		// adds again (not "CloudError: ...: CloudError: boom")
+		msg := strings.Replace(err.Error(), ce.Error(), ce.Message, 1)
+		return &Error{Type: ce.Type, Message: msg, OkToRetry: ce.OkToRetry, Err: err}
 	}
 	for typ, s := range sentinelByType {
 		if errors.Is(err, s) {

@@ -278,3 +278,32 @@ func TestCCKFindsAnInactiveDiskAndActivatesIt(t *testing.T) {
 	e.must("cck", "-d", "hello", "--resolution", "activate_disk")
 	e.must("cck", "-d", "hello", "--report")
 }
+
+// cck's reboot_vm: the killed VM comes back as the same VM (no new VM, same
+// IPs), its agent mounts the persistent disk again before the jobs start, and
+// the data is there.
+func TestCCKRebootsAnUnresponsiveVMKeepingItsDisk(t *testing.T) {
+	needNsenter(t)
+	e := newEnv(t)
+	e.setup()
+	e.must("deploy", e.write("db.yml", dbManifest), "-n")
+	vms := vmDirs(t, e)
+	require.Len(t, vms, 1)
+	created := inVM(t, e, vms[0], "cat", "/var/vcap/store/store-writer/created")
+
+	killVM(t, e, vms[0])
+	r := e.kpaas("cck", "-d", "hello", "--report", "--json")
+	require.Equal(t, 1, r.code, r.stderr)
+	assert.Contains(t, r.stdout, `"reboot_vm"`, "an unresponsive agent offers a reboot")
+
+	start := time.Now()
+	r = e.must("cck", "-d", "hello", "--resolution", "reboot_vm")
+	t.Logf("killed VM rebooted by cck --resolution reboot_vm in %s", time.Since(start).Round(time.Millisecond))
+	assert.Contains(t, r.stderr, "jobs running")
+	assert.Equal(t, vms, vmDirs(t, e), "the same VM, not a new one")
+	assert.Contains(t, inVM(t, e, vms[0], "cat", "/proc/1/mounts"), " /var/vcap/store ", "the persistent disk is mounted again")
+	assert.Equal(t, created, inVM(t, e, vms[0], "cat", "/var/vcap/store/store-writer/created"), "the data is there")
+	e.must("cck", "-d", "hello", "--report")
+	ev := e.must("events", "-d", "hello", "--action", "cck-reboot_vm", "--json")
+	assert.Contains(t, ev.stdout, "db/0")
+}

@@ -47,13 +47,21 @@ make -s build GO="$GO"
 
 step "Stemcell (Debian bookworm)"
 mkdir -p "$QS_DIR"
-# rebuilt when the agent changed (a new stemcell version: every VM is recreated)
-if [ ! -s "$QS_DIR/stemcell.tgz" ] || ! cmp -s "$repo/bin/kpaas-agent" "$QS_DIR/kpaas-agent" 2>/dev/null; then
+# Rebuilt only when what goes into it changed (a new stemcell version makes
+# every VM be recreated): the agent built without its version stamp and VCS
+# stamp (bin/kpaas-agent's bytes change with every commit; these do not) and
+# the stemcell builder's sources.
+CGO_ENABLED=0 "$GO" build -trimpath -buildvcs=false -ldflags '-s -w' -o "$QS_DIR/kpaas-agent.unstamped" ./cmd/kpaas-agent
+key=$( { sha256sum < "$QS_DIR/kpaas-agent.unstamped"
+	for f in stemcells/*.go pkg/cmd/createstemcell/*.go; do
+		case $f in *_test.go) ;; *) printf '%s ' "$f"; sha256sum < "$f" ;; esac
+	done; } | sha256sum | cut -d' ' -f1)
+if [ ! -s "$QS_DIR/stemcell.tgz" ] || [ "$(cat "$QS_DIR/stemcell.key" 2>/dev/null)" != "$key" ]; then
 	"$kpaas" create-stemcell --os debian --agent "$repo/bin/kpaas-agent" -o "$QS_DIR/stemcell.tgz.tmp"
 	mv "$QS_DIR/stemcell.tgz.tmp" "$QS_DIR/stemcell.tgz"
-	cp "$repo/bin/kpaas-agent" "$QS_DIR/kpaas-agent"
+	echo "$key" > "$QS_DIR/stemcell.key"
 else
-	echo "$QS_DIR/stemcell.tgz is up to date"
+	echo "$QS_DIR/stemcell.tgz is up to date (agent and stemcell builder unchanged)"
 fi
 "$kpaas" upload-stemcell "$QS_DIR/stemcell.tgz"
 
@@ -79,7 +87,8 @@ kpaas-lite is running. Point a browser at:
 
   http://$ip/              the app (each visit is recorded in PostgreSQL)
   http://$ip:8404/stats    HAProxy's stats (user admin, password $stats_pw)
-  http://$reg:5000/v2/     the image registry (user admin, password $reg_pw; plain HTTP)
+  https://$reg:5000/v2/    the image registry (user admin, password $reg_pw;
+                           its CA: bin/kpaas state export --include-secrets, variable registry_ca)
 
 From another machine: ssh -L 8080:$ip:80 root@$(hostname) and open http://localhost:8080/
 Remove it all:        bin/kpaas delete-deployment -d kpaas-lite -n

@@ -28,11 +28,12 @@ func benchCloud(b *testing.B) (*local.Local, cpi.StemcellCID) {
 // the bridge; "first-on-network" also creates the network's bridge (the last
 // VM's delete removed it), "network-in-use" is the usual case of a deployment.
 func BenchmarkCreateVMToTCP(b *testing.B) {
-	b.Run("first-on-network", func(b *testing.B) { benchCreate(b, false) })
-	b.Run("network-in-use", func(b *testing.B) { benchCreate(b, true) })
+	b.Run("first-on-network", func(b *testing.B) { benchCreate(b, false, nil) })
+	b.Run("network-in-use", func(b *testing.B) { benchCreate(b, true, nil) })
+	b.Run("container-host", func(b *testing.B) { benchCreate(b, true, cpi.Props{local.ContainerHostProperty: true}) })
 }
 
-func benchCreate(b *testing.B, keepBridge bool) {
+func benchCreate(b *testing.B, keepBridge bool, props cpi.Props) {
 	l, st := benchCloud(b)
 	ctx := context.Background()
 	if keepBridge {
@@ -42,7 +43,7 @@ func benchCreate(b *testing.B, keepBridge bool) {
 	}
 	for i := 0; b.Loop(); i++ {
 		ip := fmt.Sprintf("10.213.20.%d", 10+i%200)
-		vm, _, err := l.CreateVM(ctx, "bench", st, nil, cpi.Networks{"n": manual(20, 10+i%200)}, nil, nil)
+		vm, _, err := l.CreateVM(ctx, "bench", st, props, cpi.Networks{"n": manual(20, 10+i%200)}, nil, nil)
 		require.NoError(b, err)
 		_, err = waitAnswer(ctx, ip, "id")
 		require.NoError(b, err)
@@ -52,13 +53,19 @@ func benchCreate(b *testing.B, keepBridge bool) {
 	}
 }
 
-// BenchmarkDeleteVM: delete_vm of a running VM with a NIC and cgroups.
+// BenchmarkDeleteVM: delete_vm of a running VM with a NIC and cgroups
+// ("container-host": cgroups in every hierarchy, its data directory).
 func BenchmarkDeleteVM(b *testing.B) {
+	b.Run("ordinary", func(b *testing.B) { benchDelete(b, nil) })
+	b.Run("container-host", func(b *testing.B) { benchDelete(b, cpi.Props{local.ContainerHostProperty: true}) })
+}
+
+func benchDelete(b *testing.B, props cpi.Props) {
 	l, st := benchCloud(b)
 	ctx := context.Background()
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
-		vm, _, err := l.CreateVM(ctx, "bench", st, nil, cpi.Networks{"n": manual(21, 10+i%200)}, nil, nil)
+		vm, _, err := l.CreateVM(ctx, "bench", st, props, cpi.Networks{"n": manual(21, 10+i%200)}, nil, nil)
 		require.NoError(b, err)
 		_, err = waitAnswer(ctx, fmt.Sprintf("10.213.21.%d", 10+i%200), "id")
 		require.NoError(b, err)

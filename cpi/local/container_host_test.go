@@ -17,6 +17,8 @@ import (
 
 	"github.com/kpaas/kpaas/cpi"
 	"github.com/kpaas/kpaas/cpi/local"
+	"github.com/kpaas/kpaas/pkg/agentclient"
+	"github.com/kpaas/kpaas/pkg/agentclient/agentclienttest"
 )
 
 // net214 is a manual network on the container-host tests' subnet 10.214.<subnet>.0/24.
@@ -292,4 +294,67 @@ func copyHostFile(t *testing.T, src, dst string, mode os.FileMode) {
 	require.NoError(t, err)
 	require.NoError(t, os.MkdirAll(filepath.Dir(dst), 0o755))
 	require.NoError(t, os.WriteFile(dst, b, mode))
+}
+
+// TestContainerHostThroughTheKpaasLauncher starts a container_host VM with
+// the kpaas binary's own launcher (`kpaas cpi local-vm-init`), as a
+// deployment does.
+func TestContainerHostThroughTheKpaasLauncher(t *testing.T) {
+	needRoot(t)
+	tinyStemcell(t)
+	kpaas := buildKpaas(t)
+	if _, err := os.Stat("/sys/fs/cgroup/memory/cgroup.procs"); err != nil {
+		t.Skip("this test checks a cgroup v1 host's memory hierarchy; this host has none")
+	}
+	l, err := local.New(local.Config{Dir: t.TempDir(), InitCommand: []string{kpaas, "cpi", "local-vm-init"}}, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := l.CreateStemcell(ctx, stemcellImage(t), nil)
+	require.NoError(t, err)
+	before, err := l.Inventory()
+	require.NoError(t, err)
+	vm, _, err := l.CreateVM(ctx, "node", st, cpi.Props{local.ContainerHostProperty: true}, cpi.Networks{"n": net214(6, 10)}, nil, nil)
+	require.NoError(t, err)
+	const ip = "10.214.6.10"
+	_, err = waitAnswer(ctx, ip, "id")
+	require.NoError(t, err)
+	out, _ := ask(ctx, ip, "fstype /sys/fs/cgroup/memory")
+	assert.Equal(t, "cgroup", out)
+	out, _ = ask(ctx, ip, "lines /proc/self/cgroup")
+	for _, line := range strings.Split(out, ";") {
+		assert.True(t, strings.HasSuffix(line, ":/"), "the VM is at the root of its cgroup namespace: %s", line)
+	}
+	out, _ = ask(ctx, ip, "fstype /var/vcap/data")
+	assert.NotEqual(t, "overlay", out)
+	require.NoError(t, l.DeleteVM(ctx, vm))
+	after, err := l.Inventory()
+	require.NoError(t, err)
+	assert.Equal(t, before, after)
+}
+
+// TestRealAgentOnAContainerHost: the kpaas-agent comes up on a container
+// host and takes /var/vcap/data, already a mount point, as its ephemeral
+// disk (no ephemeral disk hint is needed).
+func TestRealAgentOnAContainerHost(t *testing.T) {
+	l := newCloud(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := l.CreateStemcell(ctx, agentStemcell(t), nil)
+	require.NoError(t, err)
+	pool := agentclient.NewPool(agentclient.Options{DialTimeout: 2 * time.Second})
+	defer pool.Close()
+	host, client := agentclienttest.MustKeys(t), agentclienttest.MustKeys(t)
+	env := cpi.Env{"kpaas": map[string]any{"host_key": host.PEM, "authorized_keys": []string{client.Public}}}
+	net := net214(7, 10)
+	vm, _, err := l.CreateVM(ctx, "node", st, cpi.Props{local.ContainerHostProperty: true}, cpi.Networks{"n": net}, nil, env)
+	require.NoError(t, err)
+	c := pool.Client(agentclient.Target{Name: string(vm), Address: net.IP + ":6868", HostKey: host.Public, Signer: client.Signer})
+	require.NoError(t, waitPing(ctx, c), "console: %s", console(l, vm))
+	state, err := c.GetState(ctx, true)
+	require.NoError(t, err)
+	require.NotNil(t, state.Vitals)
+	assert.Contains(t, state.Vitals.Disk, "ephemeral", "the agent sees /var/vcap/data as its ephemeral disk")
+	assert.DirExists(t, filepath.Join(l.Dir(), "vms", string(vm), "data", "sys", "run"), "the agent's layout lives in the VM's data directory on the host")
+	require.NoError(t, l.DeleteVM(ctx, vm))
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -177,7 +178,7 @@ func mountCgroups(hs []hierarchy) error {
 		if err := unix.Mount("cgroup2", root, "cgroup2", flags, ""); err != nil {
 			return fmt.Errorf("mounting cgroup2 at %s: %w", root, err)
 		}
-		return nil
+		return delegateV2(root)
 	}
 	if err := unix.Mount("cgroup", root, "tmpfs", flags, "mode=755,size=64k"); err != nil {
 		return fmt.Errorf("mounting a tmpfs at %s: %w", root, err)
@@ -197,6 +198,34 @@ func mountCgroups(hs []hierarchy) error {
 			if err := os.Symlink(h.Name, filepath.Join(root, link)); err != nil {
 				return fmt.Errorf("linking %s to %s: %w", link, h.Name, err)
 			}
+		}
+	}
+	return nil
+}
+
+// delegateV2 lets the VM's cgroup2 root hand its controllers to the cgroups
+// made under it (the kubelet's): a cgroup2 cgroup with processes in it cannot
+// enable controllers for its children, so the VM's init moves into a child
+// "init" first, as container runtimes do for nested containers. (Only on a
+// cgroup2-only host; this machine kind is v1.)
+func delegateV2(root string) error {
+	if err := os.Mkdir(filepath.Join(root, "init"), 0o755); err != nil && !os.IsExist(err) {
+		return fmt.Errorf("creating the VM's init cgroup: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "init", "cgroup.procs"), []byte("0"), 0o644); err != nil {
+		return fmt.Errorf("moving the VM's init into %s/init: %w", root, err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
+	if err != nil {
+		return err
+	}
+	var enable []string
+	for _, c := range strings.Fields(string(b)) {
+		enable = append(enable, "+"+c)
+	}
+	if len(enable) > 0 {
+		if err := os.WriteFile(filepath.Join(root, "cgroup.subtree_control"), []byte(strings.Join(enable, " ")), 0o644); err != nil {
+			return fmt.Errorf("enabling %s for the VM's cgroups: %w", strings.Join(enable, " "), err)
 		}
 	}
 	return nil

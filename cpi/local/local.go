@@ -5,7 +5,11 @@
 // one Linux bridge per network (MAC derived from the IP), its persistent disks
 // sparse ext4 image files attached as loop devices, its limits cgroups (v1 or
 // v2), and its init the stemcell's agent, which reads the settings the driver
-// writes into the VM's filesystem.
+// writes into the VM's filesystem. A VM whose cloud_properties say
+// container_host: true can run containers (a Kubernetes node): it gets its
+// own cgroup namespace with every hierarchy mounted, its own copies of the
+// global sysctls the kubelet writes, /dev/kmsg, and /var/vcap/data on the
+// host's filesystem (see containerHostSpec).
 //
 // Everything the driver knows lives under its state directory, so kpaas can
 // be restarted and a host reboot recovered (has_vm stays true for a VM whose

@@ -21,21 +21,22 @@ import (
 
 // vmRecord is what the local cloud keeps about a VM (vms/<cid>/vm.json).
 type vmRecord struct {
-	CID      cpi.VMCID       `json:"cid"`
-	AgentID  cpi.AgentID     `json:"agent_id"`
-	Stemcell cpi.StemcellCID `json:"stemcell"`
-	Props    cpi.Props       `json:"cloud_properties,omitempty"`
-	Networks cpi.Networks    `json:"networks"`
-	NICs     []nic           `json:"nics"`
-	Disks    []cpi.DiskCID   `json:"disks"`
-	Metadata cpi.Metadata    `json:"metadata,omitempty"`
-	Limits   limits          `json:"limits"`
+	CID       cpi.VMCID       `json:"cid"`
+	AgentID   cpi.AgentID     `json:"agent_id"`
+	Stemcell  cpi.StemcellCID `json:"stemcell"`
+	Props     cpi.Props       `json:"cloud_properties,omitempty"`
+	Networks  cpi.Networks    `json:"networks"`
+	NICs      []nic           `json:"nics"`
+	Disks     []cpi.DiskCID   `json:"disks"`
+	Metadata  cpi.Metadata    `json:"metadata,omitempty"`
+	Limits    limits          `json:"limits"`
+	PID       int             `json:"pid,omitempty"`
+	StartTime uint64          `json:"start_time,omitempty"` // of PID, to tell a reused PID apart
+	CreatedAt time.Time       `json:"created_at"`
+
 	// ContainerHost is cloud_properties.container_host: the VM can run
 	// containers (a Kubernetes node); see containerHostSpec.
-	ContainerHost bool      `json:"container_host,omitempty"`
-	PID           int       `json:"pid,omitempty"`
-	StartTime     uint64    `json:"start_time,omitempty"` // of PID, to tell a reused PID apart
-	CreatedAt     time.Time `json:"created_at"`
+	ContainerHost bool `json:"container_host,omitempty"`
 }
 
 // initSpec is what the launcher (VMInit) needs to become the VM's PID 1.

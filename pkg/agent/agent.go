@@ -118,6 +118,9 @@ func (a *Agent) Recover() error {
 	if err := a.loadJobs(); err != nil {
 		return err
 	}
+	if err := a.remountDisks(context.Background()); err != nil {
+		return fmt.Errorf("not starting the jobs: %w", err)
+	}
 	if _, err := os.Stat(a.layout.StoppedMarker()); err == nil {
 		return nil
 	}

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,8 +11,10 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kpaas/kpaas/pkg/agent/protocol"
@@ -82,32 +86,19 @@ func (a *Agent) Prepare(ctx context.Context, spec protocol.ApplySpec) error {
 // Apply installs spec's packages and rendered job templates in the BOSH
 // layout, writes spec.json and the instance files, and loads the jobs'
 // process declarations. Jobs must have been stopped by the caller (the
-// director's order: drain, stop, apply, start).
+// director's order: drain, stop, apply, start), except when the apply only
+// changes templates of jobs whose processes reload in place (see
+// reloadable): then the running processes get their reload signal.
 func (a *Agent) Apply(ctx context.Context, spec protocol.ApplySpec) error {
-	if err := a.supervisor.CheckIdle(); err != nil {
-		return err
-	}
+	busy := a.supervisor.CheckIdle()
 	if err := a.Prepare(ctx, spec); err != nil {
 		return err
 	}
 	if err := a.layout.Ensure(); err != nil {
 		return err
 	}
-	// Packages: /var/vcap/packages/<pkg> -> data dir.
-	pkgNames := make([]string, 0, len(spec.Packages))
-	for name, ref := range spec.Packages {
-		dir, err := a.installPackage(name, ref)
-		if err != nil {
-			return err
-		}
-		if err := symlinkAtomic(dir, filepath.Join(a.layout.Packages(), name)); err != nil {
-			return fmt.Errorf("linking package %s: %w", name, err)
-		}
-		pkgNames = append(pkgNames, name)
-	}
-	sort.Strings(pkgNames)
-
-	// Jobs: rendered templates archive dir <job>/ -> data/jobs/<job>/<hash>.
+	// The rendered templates first: whether running processes can take
+	// this apply depends on them, and nothing may change before that is known.
 	var rendered string
 	if len(spec.Job.Templates) > 0 {
 		r := spec.RenderedTemplatesArchive
@@ -127,6 +118,34 @@ func (a *Agent) Apply(ctx context.Context, spec protocol.ApplySpec) error {
 			return protocol.Errorf(protocol.ErrInvalidRequest, "rendered templates archive: %v", err)
 		}
 	}
+	var reload map[string]*BPMConfig
+	if busy != nil {
+		var why error
+		if reload, why = a.reloadable(spec, rendered); why != nil {
+			msg := busy.Error()
+			var pe *protocol.Error
+			if errors.As(busy, &pe) {
+				msg = pe.Message
+			}
+			return protocol.Errorf(protocol.ErrBusy, "%s and this apply cannot reload it in place (%v): stop the jobs before applying it",
+				strings.TrimSuffix(msg, "; stop the jobs before applying new ones"), why)
+		}
+	}
+	// Packages: /var/vcap/packages/<pkg> -> data dir.
+	pkgNames := make([]string, 0, len(spec.Packages))
+	for name, ref := range spec.Packages {
+		dir, err := a.installPackage(name, ref)
+		if err != nil {
+			return err
+		}
+		if err := symlinkAtomic(dir, filepath.Join(a.layout.Packages(), name)); err != nil {
+			return fmt.Errorf("linking package %s: %w", name, err)
+		}
+		pkgNames = append(pkgNames, name)
+	}
+	sort.Strings(pkgNames)
+
+	// Jobs: rendered templates archive dir <job>/ -> data/jobs/<job>/<hash>.
 	gid := vcapGID()
 	keep := map[string]bool{}
 	for _, t := range spec.Job.Templates {
@@ -184,7 +203,143 @@ func (a *Agent) Apply(ctx context.Context, spec protocol.ApplySpec) error {
 	if n := a.blobs.Prune(inUse, BlobRetention, time.Now()); n > 0 {
 		a.log.Info("pruned unused blobs", "count", n)
 	}
+	if busy != nil {
+		return a.supervisor.Reload(reload)
+	}
 	return a.loadJobs()
+}
+
+// reloadable says whether spec can be applied while the jobs' processes run,
+// by signalling them instead of restarting them, and returns the new bpm.yml
+// of each job to signal. It can when the packages and the set of jobs are
+// the same, and every job whose rendered templates (in rendered/<job>/)
+// differ from the installed ones declares the same processes in its bpm.yml,
+// each with a reload signal and otherwise unchanged, and at least one job
+// changed. The error says why not.
+func (a *Agent) reloadable(spec protocol.ApplySpec, rendered string) (map[string]*BPMConfig, error) {
+	a.mu.Lock()
+	old := a.spec
+	a.mu.Unlock()
+	if old == nil {
+		return nil, errors.New("nothing was applied before")
+	}
+	if len(old.Packages) != len(spec.Packages) {
+		return nil, errors.New("packages added or removed")
+	}
+	for name, ref := range spec.Packages {
+		if o, ok := old.Packages[name]; !ok || o.Version != ref.Version || o.SHA1 != ref.SHA1 || o.BlobstoreID != ref.BlobstoreID {
+			return nil, fmt.Errorf("package %s changed", name)
+		}
+	}
+	jobNames := func(s *protocol.ApplySpec) string {
+		var n []string
+		for _, t := range s.Job.Templates {
+			n = append(n, t.Name)
+		}
+		sort.Strings(n)
+		return strings.Join(n, ",")
+	}
+	if jobNames(old) != jobNames(&spec) {
+		return nil, errors.New("jobs added or removed")
+	}
+	out := map[string]*BPMConfig{}
+	for _, t := range spec.Job.Templates {
+		same, err := sameTree(filepath.Join(rendered, t.Name), a.layout.JobDir(t.Name), "packages")
+		if err != nil {
+			return nil, fmt.Errorf("comparing job %s with the installed one: %w", t.Name, err)
+		}
+		if same {
+			continue
+		}
+		loaded, ok := a.supervisor.bpmProcesses(t.Name)
+		if !ok {
+			return nil, fmt.Errorf("job %s changed and has no bpm processes", t.Name)
+		}
+		cfg, err := LoadBPM(filepath.Join(rendered, t.Name, "config", "bpm.yml"))
+		if err != nil {
+			return nil, fmt.Errorf("job %s changed: %w", t.Name, err)
+		}
+		if len(cfg.Processes) != len(loaded) {
+			return nil, fmt.Errorf("job %s: processes added or removed", t.Name)
+		}
+		for i := range cfg.Processes {
+			np := &cfg.Processes[i]
+			lp, ok := loaded[np.Name]
+			switch {
+			case !ok:
+				return nil, fmt.Errorf("job %s: process %s added", t.Name, np.Name)
+			case np.Reload == nil:
+				return nil, fmt.Errorf("job %s changed and its process %s declares no reload signal", t.Name, np.Name)
+			case !sameExceptReload(lp, np):
+				return nil, fmt.Errorf("job %s: the definition of process %s in bpm.yml changed", t.Name, np.Name)
+			}
+		}
+		out[t.Name] = cfg
+	}
+	if len(out) == 0 {
+		// the same jobs again: an apply still needs them stopped, as before
+		return nil, errors.New("no job's templates changed: nothing to reload")
+	}
+	return out, nil
+}
+
+// sameTree reports whether directories a and b hold the same files, symlinks
+// and contents, ignoring the top-level entries named in skip (in either).
+func sameTree(a, b string, skip ...string) (bool, error) {
+	da, err := treeDigest(a, skip)
+	if err != nil {
+		return false, err
+	}
+	db, err := treeDigest(b, skip)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return da == db, nil
+}
+
+func treeDigest(root string, skip []string) (string, error) {
+	root, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if rel == "." {
+			return nil
+		}
+		if slices.Contains(skip, rel) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch {
+		case d.IsDir():
+			fmt.Fprintf(h, "d %s\n", rel)
+		case d.Type()&fs.ModeSymlink != 0:
+			l, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "l %s %s\n", rel, l)
+		default:
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "f %s %d\n", rel, len(b))
+			h.Write(b)
+		}
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil)), err
 }
 
 // BlobRetention is how long an unreferenced blob is kept after an apply.

@@ -3,9 +3,11 @@ package agent
 import (
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -48,6 +50,33 @@ type BPMProcess struct {
 	} `yaml:"unsafe"`
 	HealthCheck     *HealthCheck `yaml:"health_check"`
 	ShutdownTimeout string       `yaml:"shutdown_timeout"`
+	// Reload (kpaas extension) is how the process reloads its configuration
+	// in place: when an apply changes only the job's rendered templates (not
+	// its packages, not this process definition), the agent sends the signal
+	// to the running process instead of stopping and starting it.
+	Reload *Reload `yaml:"reload"`
+}
+
+// Reload is a process's in-place reload: the signal sent to its main process
+// (HUP, USR1 or USR2; HAProxy in master-worker mode reloads on USR2).
+type Reload struct {
+	Signal string `yaml:"signal"`
+}
+
+var reloadSignals = map[string]syscall.Signal{"HUP": syscall.SIGHUP, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2}
+
+// signal is the reload signal; ok is false when the name is not one of reloadSignals.
+func (r *Reload) signal() (syscall.Signal, bool) {
+	s, ok := reloadSignals[strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(r.Signal)), "SIG")]
+	return s, ok
+}
+
+// sameExceptReload reports whether two process declarations differ at most in
+// their reload signal (the change a reload can apply).
+func sameExceptReload(a, b *BPMProcess) bool {
+	x, y := *a, *b
+	x.Reload, y.Reload = nil, nil
+	return reflect.DeepEqual(x, y)
 }
 
 // HealthCheck says when a process counts as running: a TCP port that accepts
@@ -94,6 +123,11 @@ func LoadBPM(path string) (*BPMConfig, error) {
 		if p.ShutdownTimeout != "" {
 			if _, err := parseDuration(p.ShutdownTimeout); err != nil {
 				return nil, fmt.Errorf("%s: processes[%d] (%s): shutdown_timeout: %w", path, i, p.Name, err)
+			}
+		}
+		if p.Reload != nil {
+			if _, ok := p.Reload.signal(); !ok {
+				return nil, fmt.Errorf("%s: processes[%d] (%s): reload.signal must be HUP, USR1 or USR2, not %q", path, i, p.Name, p.Reload.Signal)
 			}
 		}
 		seen[p.Name] = true

@@ -51,10 +51,43 @@ func (a *Agent) diskHints() map[string]any {
 	return out
 }
 
+// mounted is the persistent disks mounted now: the saved record, less the
+// entries whose mount point is no longer mounted (after a reboot or a hard
+// reset the record outlives the mounts; trusting it would let mount_disk
+// skip the mount and the jobs write their data to the root disk).
 func (a *Agent) mounted() map[string]mountedDisk {
 	m := map[string]mountedDisk{}
 	a.loadJSON(a.layout.MountsFile(), &m)
+	stale := false
+	for cid, d := range m {
+		if !a.isMountPoint(d.MountPoint) {
+			delete(m, cid)
+			stale = true
+		}
+	}
+	if stale {
+		_ = a.saveJSON(a.layout.MountsFile(), m)
+	}
 	return m
+}
+
+// remountDisks mounts again, after a reboot, the persistent disks the record
+// says were mounted, before any job starts: a job must never find an empty
+// /var/vcap/store on the root disk where its data was.
+func (a *Agent) remountDisks(ctx context.Context) error {
+	saved := map[string]mountedDisk{}
+	a.loadJSON(a.layout.MountsFile(), &saved)
+	var errs []error
+	for cid, d := range saved {
+		if a.isMountPoint(d.MountPoint) {
+			continue
+		}
+		a.log.Info("mounting the persistent disk again after a restart", "disk", cid, "mount_point", d.MountPoint)
+		if err := a.MountDisk(ctx, cid); err != nil {
+			errs = append(errs, fmt.Errorf("mounting persistent disk %s again: %w", cid, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // AddPersistentDisk records the hint of an attached disk.

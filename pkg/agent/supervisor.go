@@ -155,6 +155,74 @@ func (s *Supervisor) Load(jobs []JobConfig) error {
 	return nil
 }
 
+// bpmProcesses returns the loaded bpm declarations of job's processes by
+// name; ok is false when the job is not loaded or is supervised through monit.
+func (s *Supervisor) bpmProcesses(job string) (procs map[string]*BPMProcess, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	procs = map[string]*BPMProcess{}
+	for _, p := range s.procs {
+		if p.job != job {
+			continue
+		}
+		if p.bpm == nil {
+			return nil, false
+		}
+		procs[p.name] = p.bpm
+	}
+	return procs, len(procs) > 0
+}
+
+// Reload sends the reload signal of jobs' new declarations (whose process
+// definitions are otherwise the loaded ones, see Agent.reloadable) to those
+// of their processes that are running. A process with a health check counts
+// as starting until its next check passes, so a watch sees a reload that
+// broke it. Processes not running pick up the new configuration when they
+// start.
+func (s *Supervisor) Reload(jobs map[string]*BPMConfig) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, p := range s.procs {
+		cfg := jobs[p.job]
+		if cfg == nil {
+			continue
+		}
+		for i := range cfg.Processes {
+			if np := &cfg.Processes[i]; np.Name == p.name {
+				if err := p.reload(np); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *proc) reload(np *BPMProcess) error {
+	if np.Reload == nil {
+		return fmt.Errorf("process %s/%s declares no reload signal", p.job, p.name)
+	}
+	sig, ok := np.Reload.signal()
+	if !ok {
+		return fmt.Errorf("process %s/%s: unknown reload signal %q", p.job, p.name, np.Reload.Signal)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pid == 0 || p.state != protocol.JobRunning && p.state != protocol.JobStarting {
+		return nil
+	}
+	if err := syscall.Kill(p.pid, sig); err != nil {
+		return fmt.Errorf("sending SIG%s to %s/%s (pid %d): %w", strings.TrimPrefix(strings.ToUpper(np.Reload.Signal), "SIG"), p.job, p.name, p.pid, err)
+	}
+	p.reloads++
+	if p.bpm.HealthCheck != nil {
+		p.state = protocol.JobStarting
+	}
+	p.sup.opts.Logger.Info("process reloaded", "job", p.job, "process", p.name, "pid", p.pid, "signal", sig.String())
+	return nil
+}
+
 // CheckIdle fails when a loaded process is still running.
 func (s *Supervisor) CheckIdle() error {
 	s.mu.Lock()
@@ -271,6 +339,7 @@ type proc struct {
 	pid       int
 	startedAt time.Time
 	restarts  int
+	reloads   int
 	lastErr   string
 	stopCh    chan struct{}
 	doneCh    chan struct{}
@@ -369,7 +438,7 @@ func (p *proc) closeLogs() {
 func (p *proc) status(memTotal int64) protocol.Process {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := protocol.Process{Name: p.name, Job: p.job, State: p.state, PID: p.pid, Restarts: p.restarts, Error: p.lastErr}
+	out := protocol.Process{Name: p.name, Job: p.job, State: p.state, PID: p.pid, Restarts: p.restarts, Reloads: p.reloads, Error: p.lastErr}
 	if p.pid > 0 {
 		now := time.Now()
 		out.Uptime.Secs = int64(now.Sub(p.startedAt).Seconds())
@@ -573,7 +642,7 @@ func (p *proc) runBPM(stop chan struct{}) (bool, error) {
 	}
 	pid := cmd.Process.Pid
 	p.mu.Lock()
-	p.pid, p.startedAt, p.lastAt, p.lastTicks = pid, time.Now(), time.Time{}, 0
+	p.pid, p.startedAt, p.lastAt, p.lastTicks, p.reloads = pid, time.Now(), time.Time{}, 0, 0
 	if limErr != nil {
 		p.lastErr = limErr.Error()
 	}

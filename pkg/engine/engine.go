@@ -385,7 +385,7 @@ func (r *run) instance(ctx context.Context, g *plan.Group, inst *plan.Instance, 
 	if canary {
 		name += " (canary)"
 	}
-	stage := map[plan.Action]string{plan.ActionCreate: "creating", plan.ActionDelete: "deleting", plan.ActionUpdate: "updating", plan.ActionRecreate: "recreating"}[inst.Action]
+	stage := map[plan.Action]string{plan.ActionCreate: "creating", plan.ActionDelete: "deleting", plan.ActionUpdate: "updating", plan.ActionRecreate: "recreating", plan.ActionReload: "reloading"}[inst.Action]
 	start := r.e.now()
 	r.e.emit(stage, name, "", "started", time.Time{}, nil, strings.Join(inst.Reasons, ", "))
 	var err error
@@ -402,6 +402,8 @@ func (r *run) instance(ctx context.Context, g *plan.Group, inst *plan.Instance, 
 		}
 	case plan.ActionUpdate:
 		err = r.updateInstance(ctx, stage, name, g, inst, canary)
+	case plan.ActionReload:
+		err = r.reloadInstance(ctx, stage, name, g, inst, canary)
 	}
 	if err != nil {
 		r.e.emit(stage, name, "", "failed", start, err, "")
@@ -673,6 +675,48 @@ func (r *run) updateInstance(ctx context.Context, stage, name string, g *plan.Gr
 		}
 	}
 	return r.applyAndStart(ctx, stage, name, g, inst, canary)
+}
+
+// reloadInstance applies a change of templates only, of jobs whose
+// processes reload in place: no drain and no stop; the agent installs the new
+// templates and signals the running processes, then the watch checks them as
+// after a start (pre-start and post-start do not run: nothing started). The
+// agent checks for itself that the change can be reloaded; when it cannot,
+// the instance is updated the usual way.
+func (r *run) reloadInstance(ctx context.Context, stage, name string, g *plan.Group, inst *plan.Instance, canary bool) error {
+	vm, ok := r.vm(inst.UUID)
+	if !ok {
+		return fmt.Errorf("%s: no VM", name)
+	}
+	a := r.agentFor(inst, vm)
+	spec, blobs, err := r.applySpec(inst)
+	if err != nil {
+		return err
+	}
+	if err := r.e.step(stage, name, "upload_blobs", func() error { _, err := a.EnsureBlobs(ctx, blobs); return err }); err != nil {
+		return err
+	}
+	var busy error
+	if err := r.e.step(stage, name, "reload", func() error {
+		err := a.Apply(ctx, spec)
+		if agentclient.IsType(err, protocol.ErrBusy) {
+			busy = err
+			return nil
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	if busy != nil {
+		r.e.emit(stage, name, "reload", "info", time.Time{}, nil, "restarting instead: "+busy.Error())
+		return r.updateInstance(ctx, stage, name, g, inst, canary)
+	}
+	if inst.Existing == nil || !inst.Existing.Stopped {
+		if err := r.e.step(stage, name, "watch", func() error { return r.e.watchJobs(ctx, a, name, watchTime(g, canary)) }); err != nil {
+			return err
+		}
+	}
+	return r.saveInstance(ctx, inst, inst.Desired)
 }
 
 func (r *run) createVM(ctx context.Context, stage, name string, g *plan.Group, inst *plan.Instance) error {

@@ -49,6 +49,9 @@ type fakeAgents struct {
 	startingPolls map[string]int
 	pingErr       error
 	onStart       func(name string)
+	// busyApplies: how many applies answer Busy (jobs running), as the
+	// agent does when a reload cannot apply the change.
+	busyApplies int
 }
 
 func newFakeAgents() *fakeAgents {
@@ -130,6 +133,11 @@ func (a *fakeAgent) Apply(ctx context.Context, spec protocol.ApplySpec) error {
 	}
 	if _, ok := a.f.blobs[spec.RenderedTemplatesArchive.BlobstoreID]; !ok {
 		return errors.New("apply: rendered templates missing")
+	}
+	if a.f.busyApplies > 0 {
+		a.f.busyApplies--
+		a.f.log = append(a.f.log, a.name+" apply-busy")
+		return &agentclient.RPCError{VM: a.name, Method: "apply", Type: protocol.ErrBusy, Message: "process hello/hello is still running and this apply cannot reload it in place"}
 	}
 	a.f.log = append(a.f.log, a.name+" apply")
 	return nil
@@ -225,6 +233,11 @@ compilation: {workers: 2, az: z1, network: net, vm_type: small}
 `
 
 func newWorld(t *testing.T) *world {
+	return newWorldWith(t, filepath.Join(moduleRoot(t), "releases", "kpaas-hello"))
+}
+
+// newWorldWith is newWorld with the kpaas-hello release read from dir.
+func newWorldWith(t *testing.T, releaseDir string) *world {
 	ctx := context.Background()
 	dir := t.TempDir()
 	st, err := state.Open(ctx, filepath.Join(dir, "state"), state.Options{Key: bytes.Repeat([]byte{7}, 32)})
@@ -232,7 +245,7 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(func() { st.Close() })
 	bs, err := blobstore.Open(filepath.Join(dir, "blobs"))
 	require.NoError(t, err)
-	rd, err := release.ReadDir(filepath.Join(moduleRoot(t), "releases", "kpaas-hello"))
+	rd, err := release.ReadDir(releaseDir)
 	require.NoError(t, err)
 	tgz := filepath.Join(dir, "hello.tgz")
 	_, err = rd.WriteTarball(tgz, release.CreateOptions{Version: "1"})

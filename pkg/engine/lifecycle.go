@@ -179,6 +179,15 @@ func (e *Engine) startJobs(ctx context.Context, a Agent, name string, wt manifes
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
+	if err := e.watchJobs(ctx, a, name, wt); err != nil {
+		return err
+	}
+	_, err := a.RunScript(ctx, "post-start", nil)
+	return err
+}
+
+// watchJobs follows the watch schedule until job_state is running.
+func (e *Engine) watchJobs(ctx context.Context, a Agent, name string, wt manifest.WatchTime) error {
 	var st *protocol.State
 	for _, d := range wt.Schedule() {
 		if err := e.sleep(ctx, d); err != nil {
@@ -199,8 +208,7 @@ func (e *Engine) startJobs(ctx context.Context, a Agent, name string, wt manifes
 		}
 		return &JobNotRunningError{Instance: name, JobState: js, Watch: wt, State: st}
 	}
-	_, err := a.RunScript(ctx, "post-start", nil)
-	return err
+	return nil
 }
 
 // JobNotRunningError is the director's AgentJobNotRunning: the jobs were not

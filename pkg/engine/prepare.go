@@ -7,6 +7,7 @@ package engine
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -219,15 +220,7 @@ func Prepare(ctx context.Context, st state.Reader, blobs *blobstore.Store, in Pr
 		for _, r := range pl.Manifest.Releases {
 			row, ok := matchRelease(rels, r)
 			if !ok {
-				if r.URL != "" {
-					hint := "kpaas upload-release " + r.URL
-					if r.SHA1 != "" {
-						hint += " --sha1 " + r.SHA1
-					}
-					errs = append(errs, fmt.Errorf("release %s/%s is not uploaded: run `%s` (the manifest's url)", r.Name, r.Version, hint))
-					continue
-				}
-				errs = append(errs, fmt.Errorf("release %s/%s is not uploaded: run `kpaas upload-release` with it", r.Name, r.Version))
+				errs = append(errs, &ReleaseNotUploadedError{Name: r.Name, Version: r.Version, URL: r.URL, SHA1: r.SHA1})
 				continue
 			}
 			tb, err := release.ReadTarball(blobs.Path(strings.TrimPrefix(row.SHA256, "sha256:")), release.ReadOptions{})
@@ -361,6 +354,12 @@ func (p *Prepared) render(deployment string, cc *manifest.CloudConfig, remote fu
 		s.inst.Desired.Jobs = map[string]string{}
 		for _, j := range ri.Jobs {
 			s.inst.Desired.Jobs[j.Name] = j.TemplateHash
+			if h := reloadHash(j); h != "" {
+				if s.inst.Desired.Reloadable == nil {
+					s.inst.Desired.Reloadable = map[string]string{}
+				}
+				s.inst.Desired.Reloadable[j.Name] = h
+			}
 		}
 		s.inst.Desired.Packages = map[string]string{}
 		for _, pk := range p.Packages[s.group] {
@@ -371,26 +370,33 @@ func (p *Prepared) render(deployment string, cc *manifest.CloudConfig, remote fu
 }
 
 func (p *Prepared) interpolate(ctx context.Context, st state.Reader, in PrepareInput) (*manifest.Manifest, error) {
-	// Variables kept in the state act as a vars store; declared variables
-	// missing from it are generated (and saved by Apply's caller on success).
 	// Two passes: ops files and the variables given on the command line make
 	// the manifest kpaas records (variables kept in the state stay
 	// placeholders there, so no secret is stored in clear or shown in a
-	// diff); then the state's variables fill it for this deploy. The
-	// deployment's name (whose stored variables fill the second pass) is the
-	// first pass's: `name: ((deployment_name))` names the deployment the
-	// vars give, not a placeholder.
+	// diff); then the state's variables fill it for this deploy.
 	data := in.ManifestData
 	if in.Vars.Store == nil {
-		text, err := firstPass(in)
+		res, err := interpolate.Evaluate(interpolate.Request{Manifest: interpolate.File{Name: in.ManifestFile, Data: in.ManifestData}, OpsFiles: in.OpsFiles, Vars: in.Vars})
+		if err != nil {
+			return nil, err
+		}
+		text, err := res.YAML()
 		if err != nil {
 			return nil, err
 		}
 		p.ManifestText, data = string(text), text
 	}
+	// Variables kept in the state act as a vars store; declared variables
+	// missing from it are generated (and saved by Apply's caller on success).
+	// They are the deployment's: its name after the first pass, as a
+	// `name: ((deployment_name))` is only known then.
 	name := in.Deployment
 	if name == "" {
-		name = manifestHeadName(data)
+		var head struct {
+			Name string `yaml:"name"`
+		}
+		_ = yaml.Unmarshal(data, &head)
+		name = head.Name
 	}
 	vars := in.Vars
 	if vars.Store == nil {
@@ -643,11 +649,38 @@ func matchRelease(all []state.Release, r manifest.Release) (state.Release, bool)
 		if r.Version != "latest" && r.Version != "" && row.Version != r.Version {
 			continue
 		}
-		if !found || newer(row.Version, best.Version) {
+		if !found || newerRelease(row, best) {
 			best, found = row, true
 		}
 	}
 	return best, found
+}
+
+// newerRelease orders uploaded releases for `version: latest`. Versions
+// upload-release gives a release directory name its content
+// (0+dev.<hash>): their order is the upload order, as a hash says nothing
+// about which is newer.
+func newerRelease(a, b state.Release) bool {
+	if contentNamed(a.Version) && contentNamed(b.Version) {
+		return a.UploadedAt.After(b.UploadedAt)
+	}
+	return newer(a.Version, b.Version)
+}
+
+// contentNamed reports a 0+dev.<hex hash> version (not BOSH's 0+dev.N).
+func contentNamed(v string) bool {
+	h, ok := strings.CutPrefix(v, "0+dev.")
+	if !ok || len(h) < 8 {
+		return false
+	}
+	digits := true
+	for _, c := range h {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+		digits = digits && c <= '9'
+	}
+	return !digits
 }
 
 func newer(a, b string) bool {
@@ -697,4 +730,55 @@ func (p *Prepared) Redact(text string) string {
 		}
 	}
 	return text
+}
+
+// reloadHash is, for a job whose config/bpm.yml gives every process a reload
+// signal (the agent's kpaas bpm extension `reload: {signal: USR2}`), a hash
+// of what a reload cannot apply: its bpm.yml and monit file. "" when the job
+// does not reload in place.
+func reloadHash(j *render.RenderedJob) string {
+	f := j.File("config/bpm.yml")
+	if f == nil {
+		return ""
+	}
+	var bpm struct {
+		Processes []struct {
+			Reload struct {
+				Signal string `yaml:"signal"`
+			} `yaml:"reload"`
+		} `yaml:"processes"`
+	}
+	if yaml.Unmarshal(f.Content, &bpm) != nil || len(bpm.Processes) == 0 {
+		return ""
+	}
+	for _, p := range bpm.Processes {
+		if p.Reload.Signal == "" {
+			return ""
+		}
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "monit %d\n", len(j.Monit))
+	h.Write(j.Monit)
+	fmt.Fprintf(h, "bpm %d\n", len(f.Content))
+	h.Write(f.Content)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ReleaseNotUploadedError: the manifest names a release version that is not
+// uploaded. `kpaas deploy` uploads it from URL when there is one (as bosh
+// deploy does); `kpaas plan` only says so.
+type ReleaseNotUploadedError struct {
+	Name, Version string
+	URL, SHA1     string // the manifest's releases[].url and .sha1
+}
+
+func (e *ReleaseNotUploadedError) Error() string {
+	if e.URL == "" {
+		return fmt.Sprintf("release %s/%s is not uploaded: run `kpaas upload-release` with it", e.Name, e.Version)
+	}
+	hint := "kpaas upload-release " + e.URL
+	if e.SHA1 != "" {
+		hint += " --sha1 " + e.SHA1
+	}
+	return fmt.Sprintf("release %s/%s is not uploaded: run `%s` (the manifest's url; `kpaas deploy` uploads it itself)", e.Name, e.Version, hint)
 }

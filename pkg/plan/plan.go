@@ -619,7 +619,7 @@ func compare(i *Instance, g *Group, opts Options) (Action, []string) {
 		return ActionRecreate, []string{"instance was never fully deployed"}
 	}
 	s := e.Spec
-	var recreate, update []string
+	var recreate, update, reload []string
 	if opts.Recreate {
 		recreate = append(recreate, "recreate requested")
 	}
@@ -673,6 +673,8 @@ func compare(i *Instance, g *Group, opts Options) (Action, []string) {
 			update = append(update, fmt.Sprintf("job %s added", n))
 		case !okB:
 			update = append(update, fmt.Sprintf("job %s removed", n))
+		case a != b && s.Reloadable[n] != "" && s.Reloadable[n] == d.Reloadable[n]:
+			reload = append(reload, fmt.Sprintf("job %s changed (templates only; its processes reload in place)", n))
 		case a != b:
 			update = append(update, fmt.Sprintf("job %s changed (properties, links or templates)", n))
 		}
@@ -685,9 +687,11 @@ func compare(i *Instance, g *Group, opts Options) (Action, []string) {
 	}
 	switch {
 	case len(recreate) > 0:
-		return ActionRecreate, append(recreate, update...)
+		return ActionRecreate, append(append(recreate, update...), reload...)
 	case len(update) > 0:
-		return ActionUpdate, update
+		return ActionUpdate, append(update, reload...)
+	case len(reload) > 0:
+		return ActionReload, reload
 	}
 	return ActionNone, nil
 }

@@ -325,6 +325,54 @@ func TestVMCloudPropertiesAreTheAZsOverriddenByTheVMTypes(t *testing.T) {
 	assert.Equal(t, map[string]any{"ram": 64}, byAZ["z2"])
 }
 
+func TestTemplateChangesOfReloadableJobsReload(t *testing.T) {
+	place := func(existing []Existing, jobHash, reloadHash, pkg string) *Plan {
+		p, err := Place(input(t, webG(2, "small"), existing))
+		require.NoError(t, err)
+		for _, i := range p.Instances() {
+			i.Desired.Packages = map[string]string{"pkg": pkg}
+			i.Desired.Jobs = map[string]string{"web": jobHash}
+			if reloadHash != "" {
+				i.Desired.Reloadable = map[string]string{"web": reloadHash}
+			}
+		}
+		p.Compare(Options{})
+		return p
+	}
+	existing := place(nil, "h1", "b1", "fp1").Applied(func(i *Instance) string { return "vm-" + i.UUID })
+	tests := []struct {
+		name                     string
+		jobHash, reloadHash, pkg string
+		want                     Action
+		reasons                  []string
+	}{
+		{"templates only", "h2", "b1", "fp1", ActionReload, []string{"job web changed (templates only; its processes reload in place)"}},
+		{"bpm.yml changed too", "h2", "b2", "fp1", ActionUpdate, []string{"job web changed (properties, links or templates)"}},
+		{"no longer reloadable", "h2", "", "fp1", ActionUpdate, []string{"job web changed (properties, links or templates)"}},
+		{"and a package", "h2", "b1", "fp2", ActionUpdate, []string{"package pkg changed", "job web changed (templates only; its processes reload in place)"}},
+		{"nothing", "h1", "b1", "fp1", ActionNone, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := place(existing, tt.jobHash, tt.reloadHash, tt.pkg)
+			for _, i := range p.Instances() {
+				assert.Equal(t, tt.want, i.Action, i.Name())
+				assert.Equal(t, tt.reasons, i.Reasons, i.Name())
+			}
+		})
+	}
+	// A state written before Reloadable existed restarts, as it did.
+	old := existing
+	for k := range old {
+		s := *old[k].Spec
+		s.Reloadable = nil
+		old[k].Spec = &s
+	}
+	for _, i := range place(old, "h2", "b1", "fp1").Instances() {
+		assert.Equal(t, ActionUpdate, i.Action)
+	}
+}
+
 func TestVMExtensionsAddToTheVMTypesCloudProperties(t *testing.T) {
 	in := input(t, strings.Replace(webG(1, "small"), "  stemcell: default\n", "  stemcell: default\n  vm_extensions: [k8s-node]\n", 1), nil)
 	cc, _, err := manifest.ParseCloudConfig("cc.yml", []byte(cloud+"vm_extensions: [{name: k8s-node, cloud_properties: {container_host: true}}]\n"))

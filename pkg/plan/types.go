@@ -17,9 +17,12 @@ import (
 type Action string
 
 const (
-	ActionNone     Action = "none"
-	ActionCreate   Action = "create"
-	ActionUpdate   Action = "update"
+	ActionNone   Action = "none"
+	ActionCreate Action = "create"
+	ActionUpdate Action = "update"
+	// ActionReload: only templates of jobs whose processes reload in place
+	// changed; their running processes are signalled, not restarted.
+	ActionReload   Action = "reload"
 	ActionRecreate Action = "recreate"
 	ActionDelete   Action = "delete"
 )
@@ -53,6 +56,11 @@ type Spec struct {
 	// Jobs maps job name to its rendered configuration hash (filled by the
 	// caller after rendering).
 	Jobs map[string]string `json:"jobs,omitempty"`
+	// Reloadable maps the name of a job whose processes all declare a reload
+	// signal (bpm.yml `reload`) to a hash of what a reload cannot apply (its
+	// bpm.yml); filled by the caller after rendering. A job whose templates
+	// changed while this hash did not is reloaded, not restarted.
+	Reloadable map[string]string `json:"reloadable,omitempty"`
 }
 
 // Existing is an instance as the state knows it.

@@ -197,6 +197,7 @@ type Process struct {
 	State    string `json:"state"` // running, starting, failing, stopped
 	PID      int    `json:"pid,omitempty"`
 	Restarts int    `json:"restarts"`
+	Reloads  int    `json:"reloads,omitempty"` // in-place reloads (bpm.yml reload signal) since it started
 	Uptime   Uptime `json:"uptime"`
 	CPU      CPU    `json:"cpu"`
 	Mem      Mem    `json:"mem"`

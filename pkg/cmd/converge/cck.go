@@ -37,6 +37,7 @@ const (
 const (
 	Ignore              = "ignore"
 	RecreateVM          = "recreate_vm"
+	RebootVM            = "reboot_vm"
 	DeleteVMReference   = "delete_vm_reference"
 	DeleteDiskReference = "delete_disk_reference"
 	ActivateDisk        = "activate_disk"
@@ -46,7 +47,7 @@ const (
 // resolutions per problem type; the first is the --auto choice.
 var resolutions = map[string][]string{
 	MissingVM:         {RecreateVM, Ignore, DeleteVMReference},
-	UnresponsiveAgent: {RecreateVM, Ignore, DeleteVMReference},
+	UnresponsiveAgent: {RecreateVM, RebootVM, Ignore, DeleteVMReference},
 	MissingDisk:       {Ignore, DeleteDiskReference},
 	InactiveDisk:      {Ignore, ActivateDisk, DeleteDiskReference},
 	MountInfoMismatch: {Ignore, ReattachDisk},
@@ -55,6 +56,7 @@ var resolutions = map[string][]string{
 var resolutionText = map[string]string{
 	Ignore:              "Skip for now",
 	RecreateVM:          "Recreate VM (same IPs, persistent disk reattached) and wait for its jobs",
+	RebootVM:            "Reboot VM (same VM and disks; its agent mounts the disk and restarts the jobs)",
 	DeleteVMReference:   "Delete VM reference (forget the VM; the next deploy or cck creates one)",
 	DeleteDiskReference: "Delete disk reference (DANGEROUS: the instance loses its persistent disk)",
 	ActivateDisk:        "Activate disk",
@@ -106,7 +108,7 @@ Then resolve each: interactively (a numbered choice per problem), with --auto (r
 missing VMs and, unlike BOSH, unresponsive agents; ignore the rest), or with
 --resolution NAME (repeatable: every problem that offers NAME gets it, others are
 ignored). --report only lists them and exits 1 when there are any.
-Resolutions: ignore, recreate_vm, delete_vm_reference, delete_disk_reference,
+Resolutions: ignore, recreate_vm, reboot_vm, delete_vm_reference, delete_disk_reference,
 activate_disk, reattach_disk.`,
 		Example: `  kpaas cck -d hello
   kpaas cck -d hello --report --json
@@ -129,7 +131,7 @@ activate_disk, reattach_disk.`,
 			}
 			for _, r := range opts.Resolutions {
 				if _, ok := resolutionText[r]; !ok {
-					return cmdutil.FlagErrorf("--resolution %q: want one of ignore, recreate_vm, delete_vm_reference, delete_disk_reference, activate_disk, reattach_disk", r)
+					return cmdutil.FlagErrorf("--resolution %q: want one of ignore, recreate_vm, reboot_vm, delete_vm_reference, delete_disk_reference, activate_disk, reattach_disk", r)
 				}
 			}
 			if runF != nil {
@@ -164,20 +166,9 @@ func Scan(ctx context.Context, env *deploy.Env, dep string) ([]Problem, error) {
 	if err != nil {
 		return nil, err
 	}
-	set, err := env.CPIs(ctx)
+	cpiFor, err := cpisOf(ctx, env, dep)
 	if err != nil {
 		return nil, err
-	}
-	cc, _ := cloudOf(ctx, env.Store, dep)
-	cpiFor := func(az string) (cpi.CPI, error) {
-		name := ""
-		if cc != nil && az != "" {
-			if z := cc.AZ(az); z != nil {
-				name = z.CPI
-			}
-		}
-		c, _, err := set.ForAZ(az, name)
-		return c, err
 	}
 	vms, disks := ds.VMsByInstance(), ds.DisksByInstance()
 	var out []Problem
@@ -410,6 +401,8 @@ func resolve(ctx context.Context, env *deploy.Env, opts *CCKOptions, probs []Pro
 				fixes = append(fixes, conv.Fix{UUID: p.InstanceID, Name: p.Instance, Group: p.Group, Action: conv.ActionRecreate, Reasons: []string{p.Type + " (cck)"},
 					AgentDead: p.Type == MissingVM || p.Type == UnresponsiveAgent})
 			}
+		case RebootVM:
+			ev(p, reboot(ctx, env, opts, p))
 		case DeleteVMReference:
 			ev(p, env.Store.DeleteVM(ctx, p.VMCID))
 		case DeleteDiskReference:
@@ -438,4 +431,98 @@ func resolve(ctx context.Context, env *deploy.Env, opts *CCKOptions, probs []Pro
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// cpisOf finds the CPI of an AZ of deployment dep (the cloud-config's cpi).
+func cpisOf(ctx context.Context, env *deploy.Env, dep string) (func(az string) (cpi.CPI, error), error) {
+	set, err := env.CPIs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cc, _ := cloudOf(ctx, env.Store, dep)
+	return func(az string) (cpi.CPI, error) {
+		name := ""
+		if cc != nil && az != "" {
+			if z := cc.AZ(az); z != nil {
+				name = z.CPI
+			}
+		}
+		c, _, err := set.ForAZ(az, name)
+		return c, err
+	}, nil
+}
+
+// rebootAgentTimeout bounds the wait for a rebooted VM's agent.
+var rebootAgentTimeout = 5 * time.Minute
+
+// reboot reboots the problem's VM through its CPI (reboot_vm) and waits until
+// its agent answers again with its jobs running: the same VM and disks, no
+// new IPs (BOSH cck's "Reboot VM").
+func reboot(ctx context.Context, env *deploy.Env, opts *CCKOptions, p *Problem) error {
+	ds, err := env.Store.LoadDeployment(ctx, opts.Deployment)
+	if err != nil {
+		return err
+	}
+	var inst *state.Instance
+	for k := range ds.Instances {
+		if ds.Instances[k].UUID == p.InstanceID {
+			inst = &ds.Instances[k]
+		}
+	}
+	vms := ds.VMsByInstance()[p.InstanceID]
+	if inst == nil || len(vms) == 0 || len(vms[0].IPs) == 0 {
+		return fmt.Errorf("%s has no VM with an address in the state: recreate it instead", p.Instance)
+	}
+	vm := vms[0]
+	cpiFor, err := cpisOf(ctx, env, opts.Deployment)
+	if err != nil {
+		return err
+	}
+	c, err := cpiFor(inst.AZ)
+	if err != nil {
+		return err
+	}
+	w := opts.IO.ErrOut
+	if !opts.JSON {
+		fmt.Fprintf(w, "Rebooting VM %s of %s...\n", vm.CID, p.Instance)
+	}
+	start := time.Now()
+	if err := c.RebootVM(ctx, cpi.VMCID(vm.CID)); err != nil {
+		return fmt.Errorf("reboot_vm %s: %w", vm.CID, err)
+	}
+	key, err := engine.ClientKey(ctx, env.Store)
+	if err != nil {
+		return err
+	}
+	eng, err := env.Engine(ctx, nil, nil)
+	if err != nil {
+		return err
+	}
+	a := eng.Dial(agentclient.Target{Name: p.Instance, Address: net.JoinHostPort(vm.IPs[0], "6868"), HostKey: vm.SSHHostKey, Signer: key.Signer})
+	deadline := time.Now().Add(rebootAgentTimeout)
+	var last error
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := a.GetState(pctx, false)
+		cancel()
+		switch {
+		case err != nil:
+			last = err
+		case st.JobState == "running":
+			if !opts.JSON {
+				fmt.Fprintf(w, "%s is back, jobs running, %s after the reboot.\n", p.Instance, time.Since(start).Round(100*time.Millisecond))
+			}
+			return nil
+		default:
+			last = fmt.Errorf("jobs are %s", st.JobState)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not come back within %s of the reboot (%v): try `kpaas cck -d %s --resolution recreate_vm`", p.Instance, rebootAgentTimeout, last, opts.Deployment)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }

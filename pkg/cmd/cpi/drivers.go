@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/kpaas/kpaas/cpi"
-	"github.com/kpaas/kpaas/cpi/cpitest"
 	"github.com/kpaas/kpaas/cpi/external"
+	"github.com/kpaas/kpaas/cpi/fake"
 	"github.com/kpaas/kpaas/cpi/registry"
 )
 
@@ -43,7 +43,7 @@ func Drivers() *registry.Registry {
 		if c.StateFile == "" {
 			return nil, fmt.Errorf("fake cpi config: state_file is required (the calls are separate processes)")
 		}
-		return cpitest.NewFakeFile(c.StateFile)
+		return fake.NewFakeFile(c.StateFile)
 	})
 	registerLocal(r)
 	registerOpenStack(r)

@@ -263,7 +263,16 @@ func deployRun(ctx context.Context, opts *Options) error {
 
 	p, err := engine.Prepare(ctx, env.Store, env.Blobs, in)
 	if err != nil {
-		return err
+		uploaded, uerr := uploadFromURLs(ctx, env, err, opts.Factory.Now, opts.IO.ErrOut)
+		if uerr != nil {
+			return uerr
+		}
+		if !uploaded {
+			return err
+		}
+		if p, err = engine.Prepare(ctx, env.Store, env.Blobs, in); err != nil {
+			return err
+		}
 	}
 	if opts.Fix {
 		if err := markUnresponsive(ctx, env, p); err != nil {

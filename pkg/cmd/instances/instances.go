@@ -106,6 +106,7 @@ type processView struct {
 	State      string  `json:"state"`
 	PID        int     `json:"pid"`
 	Restarts   int     `json:"restarts"`
+	Reloads    int     `json:"reloads"`
 	UptimeSecs int64   `json:"uptime_secs"`
 	CPUTotal   float64 `json:"cpu_total_percent"`
 	MemKB      int64   `json:"mem_kb"`
@@ -113,7 +114,7 @@ type processView struct {
 }
 
 func newProcess(p protocol.Process) processView {
-	return processView{Name: p.Name, Job: p.Job, State: p.State, PID: p.PID, Restarts: p.Restarts, UptimeSecs: p.Uptime.Secs,
+	return processView{Name: p.Name, Job: p.Job, State: p.State, PID: p.PID, Restarts: p.Restarts, Reloads: p.Reloads, UptimeSecs: p.Uptime.Secs,
 		CPUTotal: p.CPU.Total, MemKB: p.Mem.KB, Error: p.Error}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kpaas/kpaas/pkg/cmd/deploy"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
 	"github.com/kpaas/kpaas/pkg/release"
 	"github.com/kpaas/kpaas/pkg/ui"
@@ -92,7 +93,7 @@ func TestUploadReleaseFromURLWrongDigestUploadsNothing(t *testing.T) {
 	dir := t.TempDir()
 	wrong := strings.Repeat("0", 40)
 	_, _, err := runUpload(t, dir, srv.URL+"/hello.tgz", "--sha1", wrong)
-	var dm *DigestMismatchError
+	var dm *deploy.DigestMismatchError
 	require.True(t, errors.As(err, &dm), "got %v", err)
 	s1 := sha1.Sum(data)
 	assert.Equal(t, hex.EncodeToString(s1[:]), dm.Got)
@@ -103,7 +104,7 @@ func TestUploadReleaseFromURLWrongDigestUploadsNothing(t *testing.T) {
 func TestUploadReleaseFromURL404NamesURLAndStatus(t *testing.T) {
 	srv := serve(t, nil)
 	_, _, err := runUpload(t, t.TempDir(), srv.URL+"/missing.tgz")
-	var de *DownloadError
+	var de *deploy.DownloadError
 	require.True(t, errors.As(err, &de), "got %v", err)
 	assert.Contains(t, err.Error(), srv.URL+"/missing.tgz")
 	assert.Contains(t, err.Error(), "404 Not Found")
@@ -113,7 +114,7 @@ func TestFetchRejectsMalformedDigestBeforeDownloading(t *testing.T) {
 	hits := 0
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits++ }))
 	defer srv.Close()
-	_, _, err := fetch(context.Background(), srv.URL, "sha256:xyz", "", io.Discard, nil)
+	_, _, err := deploy.Fetch(context.Background(), srv.URL, "sha256:xyz", "", io.Discard, nil)
 	assert.ErrorContains(t, err, "64 hex digits")
 	assert.Zero(t, hits)
 }

@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +20,6 @@ import (
 	"github.com/kpaas/kpaas/cpi"
 	"github.com/kpaas/kpaas/pkg/cmd/deploy"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
-	"github.com/kpaas/kpaas/pkg/compile"
 	"github.com/kpaas/kpaas/pkg/release"
 	"github.com/kpaas/kpaas/pkg/state"
 	"github.com/kpaas/kpaas/pkg/ui"
@@ -189,70 +187,18 @@ func uploadReleaseRun(ctx context.Context, opts *Options) error {
 			return fmt.Errorf("building the release in %s: %w", opts.Path, err)
 		}
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Verifying %s...\n", path)
-	tb, err := release.ReadTarball(path, release.ReadOptions{})
+	r, err := env.StoreRelease(ctx, path, opts.IO.ErrOut)
 	if err != nil {
 		return err
 	}
-	v := uploadView{Type: "release", Name: tb.Manifest.Name, Version: tb.Manifest.Version}
-	rels, err := env.Store.Releases(ctx)
-	if err != nil {
-		return err
+	v := uploadView{Type: "release", Name: r.Name, Version: r.Version, SHA256: r.SHA256, AlreadyUploaded: r.AlreadyUploaded}
+	for _, c := range r.Compiled {
+		v.CompiledPackages = append(v.CompiledPackages, compiledView{Name: c.Name, Version: c.Version, Stemcell: c.StemcellOS + "/" + c.StemcellVersion, SHA256: c.BlobSHA256})
 	}
-	for _, r := range rels {
-		if r.Name == v.Name && r.Version == v.Version && env.Blobs.Has(strings.TrimPrefix(r.SHA256, "sha256:")) {
-			v.AlreadyUploaded, v.SHA256 = true, r.SHA256
-			// A compiled release of a version already there (from source, or
-			// compiled for another stemcell) still adds its compiled packages.
-			if err := importCompiled(ctx, opts, env, tb, &v); err != nil {
-				return err
-			}
-			return print(opts, v)
-		}
+	if len(r.Compiled) > 0 && !opts.JSON {
+		fmt.Fprintf(opts.IO.ErrOut, "Recorded %d compiled package(s) for stemcell %s.\n", len(r.Compiled), strings.Join(r.Tarball.Manifest.CompiledStemcells(), ", "))
 	}
-	fh, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer fh.Close()
-	fi, err = fh.Stat()
-	if err != nil {
-		return err
-	}
-	pr := &progressReader{r: fh, total: fi.Size(), w: opts.IO.ErrOut, what: "Storing " + v.Name + "/" + v.Version, start: time.Now()}
-	id, _, err := env.Blobs.Put(pr)
-	pr.finish()
-	if err != nil {
-		return err
-	}
-	v.SHA256 = id
-	if err := importCompiled(ctx, opts, env, tb, &v); err != nil {
-		return err
-	}
-	if err := env.Store.SaveRelease(ctx, state.Release{Name: v.Name, Version: v.Version, CommitHash: tb.Manifest.CommitHash, SHA256: id}); err != nil {
-		return err
-	}
-	_, _ = env.Store.AppendEvents(ctx, state.Event{Action: "create", ObjectType: "release", ObjectName: v.Name + "/" + v.Version})
 	return print(opts, v)
-}
-
-// importCompiled records a compiled release's packages in the
-// compiled-package cache (nothing for a release with sources).
-func importCompiled(ctx context.Context, opts *Options, env *deploy.Env, tb *release.Tarball, v *uploadView) error {
-	if !tb.Manifest.IsCompiled() {
-		return nil
-	}
-	rows, err := compile.ImportCompiled(ctx, env.Store, env.Blobs, tb)
-	if err != nil {
-		return err
-	}
-	for _, r := range rows {
-		v.CompiledPackages = append(v.CompiledPackages, compiledView{Name: r.Name, Version: r.Version, Stemcell: r.StemcellOS + "/" + r.StemcellVersion, SHA256: r.BlobSHA256})
-	}
-	if !opts.JSON {
-		fmt.Fprintf(opts.IO.ErrOut, "Recorded %d compiled package(s) for stemcell %s.\n", len(rows), strings.Join(tb.Manifest.CompiledStemcells(), ", "))
-	}
-	return nil
 }
 
 func uploadStemcellRun(ctx context.Context, opts *Options) error {
@@ -403,42 +349,10 @@ func contentVersion(d *release.Dir) string {
 	return "0+dev." + hex.EncodeToString(h.Sum(nil))[:12]
 }
 
-// progressReader reports bytes and rate on stderr while a blob is stored.
-type progressReader struct {
-	r     io.Reader
-	w     io.Writer
-	what  string
-	total int64
-	n     int64
-	start time.Time
-	last  time.Time
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.n += int64(n)
-	if now := time.Now(); now.Sub(p.last) > 500*time.Millisecond {
-		p.last = now
-		p.print("")
-	}
-	return n, err
-}
-
-func (p *progressReader) print(end string) {
-	secs := time.Since(p.start).Seconds()
-	rate := 0.0
-	if secs > 0 {
-		rate = float64(p.n) / secs / (1 << 20)
-	}
-	fmt.Fprintf(p.w, "\r%s: %.1f/%.1f MiB (%.1f MiB/s)%s", p.what, float64(p.n)/(1<<20), float64(p.total)/(1<<20), rate, end)
-}
-
-func (p *progressReader) finish() { p.print("\n") }
-
 // download fetches opts.Path when it is a URL and points opts.Path at the
 // temporary file; --sha1 without a URL is a usage error.
 func download(ctx context.Context, opts *Options) (func(), error) {
-	if !isURL(opts.Path) {
+	if !deploy.IsURL(opts.Path) {
 		if opts.SHA1 != "" {
 			return func() {}, cmdutil.FlagErrorf("--sha1 checks a download: give an http(s) URL, not %q", opts.Path)
 		}
@@ -448,7 +362,7 @@ func download(ctx context.Context, opts *Options) (func(), error) {
 	if opts.Factory != nil && opts.Factory.Now != nil {
 		now = opts.Factory.Now
 	}
-	path, cleanup, err := fetch(ctx, opts.Path, opts.SHA1, ".tgz", opts.IO.ErrOut, now)
+	path, cleanup, err := deploy.Fetch(ctx, opts.Path, opts.SHA1, ".tgz", opts.IO.ErrOut, now)
 	if err != nil {
 		return func() {}, err
 	}

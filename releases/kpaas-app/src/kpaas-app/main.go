@@ -109,6 +109,20 @@ func (s *server) routes() http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	// GET /wait?d=5s answers after d (at most 20s): a long-lived request, to
+	// see one survive an HAProxy reload.
+	mux.HandleFunc("GET /wait", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("d"))
+		if err != nil || d < 0 || d > 20*time.Second {
+			http.Error(w, "d must be a duration up to 20s, such as 5s", http.StatusBadRequest)
+			return
+		}
+		select {
+		case <-time.After(d):
+			fmt.Fprintf(w, "waited %s\n", d)
+		case <-r.Context().Done():
+		}
+	})
 	mux.HandleFunc("GET /{$}", s.index)
 	mux.HandleFunc("GET /notes", s.listNotes)
 	mux.HandleFunc("POST /notes", s.addNote)

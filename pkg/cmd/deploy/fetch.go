@@ -1,4 +1,4 @@
-package upload
+package deploy
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 	"time"
 )
 
-// isURL reports whether an upload argument is an http(s) URL.
-func isURL(s string) bool {
+// IsURL reports whether an upload argument is an http(s) URL.
+func IsURL(s string) bool {
 	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
 }
 
@@ -59,10 +59,10 @@ func newDigest(d string) (hash.Hash, string, error) {
 	return sha1.New(), strings.ToLower(d), nil
 }
 
-// fetch streams url into a temporary file, reporting bytes and rate on
+// Fetch streams url into a temporary file, reporting bytes and rate on
 // progress about once a second, and checks digest when it is not empty. The
 // caller removes the file with cleanup.
-func fetch(ctx context.Context, url, digest, suffix string, progress io.Writer, now func() time.Time) (path string, cleanup func(), err error) {
+func Fetch(ctx context.Context, url, digest, suffix string, progress io.Writer, now func() time.Time) (path string, cleanup func(), err error) {
 	cleanup = func() {}
 	var h hash.Hash
 	var want string
