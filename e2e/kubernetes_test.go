@@ -185,8 +185,8 @@ func goBuild(t testing.TB, out, pkg string) {
 
 // cachedStemcell is a local-cloud stemcell of os (debian-*, or busybox) with
 // this run's agent. Debian ones take a minute of debootstrap, so they are
-// kept in $KPAAS_STEMCELL_CACHE (default /var/cache/kpaas) under the agent's
-// digest: a changed agent builds a new one.
+// kept in $KPAAS_STEMCELL_CACHE (default /var/cache/kpaas) under the digest
+// of the agent and of the kpaas that builds them: a change builds a new one.
 func cachedStemcell(t testing.TB, e *env, osName string) string {
 	agent := filepath.Join(binDir, "kpaas-agent")
 	if osName == "busybox" {
@@ -196,9 +196,13 @@ func cachedStemcell(t testing.TB, e *env, osName string) string {
 	}
 	suite, ok := strings.CutPrefix(osName, "debian-")
 	require.True(t, ok, "stemcell os %q: the local cloud builds debian-<suite> or busybox", osName)
-	b, err := os.ReadFile(agent)
-	require.NoError(t, err)
-	sum := sha256.Sum256(b)
+	h := sha256.New()
+	for _, f := range []string{agent, filepath.Join(binDir, "kpaas")} { // what goes in, what builds it
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		h.Write(b)
+	}
+	sum := h.Sum(nil)
 	dir := os.Getenv("KPAAS_STEMCELL_CACHE")
 	if dir == "" {
 		dir = "/var/cache/kpaas"
