@@ -31,5 +31,5 @@ if [ ! -f scripts/build-kubernetes.sh ]; then
   exit 1
 fi
 start=$(date +%s)
-bash scripts/build-kubernetes.sh
+sh scripts/build-kubernetes.sh
 echo "setup-kubernetes: releases/kubernetes inputs ready in $(( $(date +%s) - start ))s"

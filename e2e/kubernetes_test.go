@@ -792,9 +792,10 @@ func (v hostView) nested() int {
 // TestKubernetes deploys the container platform (1 master, 2 workers and
 // the support VMs) on the local cloud and proves the cluster works and heals:
 // every node Ready; a Deployment spread over both workers and its ClusterIP
-// Service answering from every worker with pods of every worker; the worker
+// Service answering from every worker with pods of every worker, and through
+// the API server's service proxy; kubectl logs of every pod; the worker
 // group scaled to 3 (the new node Ready and running pods) and back to 2 (the
-// removed node drained: its pods moved, its Node gone); a worker VM killed
+// removed node's pods run on the others, its Node is gone); a worker VM killed
 // under `kpaas monitor` comes back Ready with its pods; `kpaas recreate` of a
 // worker brings it back Ready; delete-deployment leaves the host as before
 // (links, netns, mounts, loop devices, cgroups incl. the kubelet's nested
@@ -831,6 +832,23 @@ func TestKubernetes(t *testing.T) {
 	k.apply(t, fmt.Sprintf(echoApp, 4))
 	pods := k.waitEcho(t, 4, names(nodes), 2*time.Minute)
 	k.checkService(t, pods)
+	// The API server reaches the pods (its service proxy, through the
+	// master's pod routes) and the kubelets (logs).
+	var podNames []string
+	for _, p := range pods {
+		podNames = append(podNames, p.Name)
+	}
+	waitFor(t, 30*time.Second, "the echo Service through the API server's service proxy", func() (bool, string) {
+		out, err := k.kc("get", "--raw", "/api/v1/namespaces/default/services/echo:80/proxy/")
+		if err != nil {
+			return false, err.Error()
+		}
+		return slices.Contains(podNames, strings.TrimSpace(out)), out
+	})
+	for _, p := range pods {
+		_, err := k.kc("logs", p.Name)
+		assert.NoError(t, err, "kubectl logs of %s on %s", p.Name, p.Node)
+	}
 
 	// Scale the workers up: the new node is Ready and takes pods.
 	start = time.Now()
@@ -841,7 +859,8 @@ func TestKubernetes(t *testing.T) {
 	k.mustKC(t, "scale", "deployment", "echo", "--replicas", "6")
 	k.waitEcho(t, 6, names(nodes), 2*time.Minute)
 
-	// And down: worker/2 is drained (its pods move to the others) and its Node goes.
+	// And down: worker/2 leaves (its drain script evicts its pods and
+	// deletes its Node): its Node is gone, all six pods run on the others.
 	gone := k.instances(t, k8sWorker)[2].IPs[0]
 	assert.Equal(t, []string{k8sWorker + "/2"}, k.deploy(t, 2), "scaling down touches only the removed worker")
 	nodes = k.waitNodes(t, 2*time.Minute)
