@@ -124,3 +124,25 @@ func BenchmarkKubernetesWorkerRecreate(b *testing.B) {
 		k.waitNodes(b, k8sReadyWithin)
 	}
 }
+
+// BenchmarkKubernetesKilledWorkerReplaced: `kpaas monitor` with its default
+// settings (10 s interval, 30 s agent timeout) watching the cluster; each
+// round kills worker/0's VM (its PID 1) behind kpaas's back and times until
+// its node is Ready again on the new VM (a heartbeat from the new kubelet).
+func BenchmarkKubernetesKilledWorkerReplaced(b *testing.B) {
+	k := newK8s(b)
+	k.setup(b)
+	k.deploy(b, 2)
+	k.writeKubeconfig(b)
+	k.waitNodes(b, k8sReadyWithin)
+	m := startMonitor(b, k.e)
+	m.until(b, "leader", 15*time.Second)
+	for b.Loop() {
+		b.StopTimer()
+		victim := k.instances(b, k8sWorker)[0]
+		b.StartTimer()
+		killVM(b, k.e, victim.VMCID)
+		m.until(b, "remediated", 5*time.Minute)
+		k.waitNodes(b, k8sReadyWithin)
+	}
+}
