@@ -97,7 +97,14 @@ func newK8s(t testing.TB) *k8s {
 	e := newEnv(t)
 	k := &k8s{e: e, kubectl: kubectl, vmIDs: map[string]bool{},
 		manifest: filepath.Join(moduleDir, k8sManifestDir, "kubernetes.yml")}
-	t.Cleanup(func() { e.kpaas("delete-deployment", "-d", k8sDeployment, "--force", "-n") })
+	t.Cleanup(func() {
+		e.kpaas("delete-deployment", "-d", k8sDeployment, "--force", "-n")
+		var scs []struct{ Name, Version string }
+		_ = json.Unmarshal([]byte(e.kpaas("stemcells", "--json").stdout), &scs)
+		for _, sc := range scs {
+			e.kpaas("delete-stemcell", sc.Name+"/"+sc.Version, "--force", "-n")
+		}
+	})
 	k.vars = k.localVars(t)
 	return k
 }
