@@ -684,16 +684,8 @@ func (r *run) updateInstance(ctx context.Context, stage, name string, g *plan.Gr
 // agent checks for itself that the change can be reloaded; when it cannot,
 // the instance is updated the usual way.
 func (r *run) reloadInstance(ctx context.Context, stage, name string, g *plan.Group, inst *plan.Instance, canary bool) error {
-	vm, ok := r.vm(inst.UUID)
-	if !ok {
-		return fmt.Errorf("%s: no VM", name)
-	}
-	a := r.agentFor(inst, vm)
-	spec, blobs, err := r.applySpec(inst)
+	a, spec, err := r.uploadBlobs(ctx, stage, name, inst)
 	if err != nil {
-		return err
-	}
-	if err := r.e.step(stage, name, "upload_blobs", func() error { _, err := a.EnsureBlobs(ctx, blobs); return err }); err != nil {
 		return err
 	}
 	var busy error
@@ -987,17 +979,25 @@ func (r *run) blob(id string) agentclient.Blob {
 	return agentclient.Blob{SHA256: id, Size: size, Open: func() (io.ReadCloser, error) { return r.e.Blobs.Open(id) }}
 }
 
-func (r *run) applyAndStart(ctx context.Context, stage, name string, g *plan.Group, inst *plan.Instance, canary bool) error {
+// uploadBlobs finds the instance's agent and apply spec and sends the agent
+// the blobs the spec needs that it lacks.
+func (r *run) uploadBlobs(ctx context.Context, stage, name string, inst *plan.Instance) (Agent, protocol.ApplySpec, error) {
 	vm, ok := r.vm(inst.UUID)
 	if !ok {
-		return fmt.Errorf("%s: no VM", name)
+		return nil, protocol.ApplySpec{}, fmt.Errorf("%s: no VM", name)
 	}
 	a := r.agentFor(inst, vm)
 	spec, blobs, err := r.applySpec(inst)
 	if err != nil {
-		return err
+		return nil, spec, err
 	}
-	if err := r.e.step(stage, name, "upload_blobs", func() error { _, err := a.EnsureBlobs(ctx, blobs); return err }); err != nil {
+	err = r.e.step(stage, name, "upload_blobs", func() error { _, err := a.EnsureBlobs(ctx, blobs); return err })
+	return a, spec, err
+}
+
+func (r *run) applyAndStart(ctx context.Context, stage, name string, g *plan.Group, inst *plan.Instance, canary bool) error {
+	a, spec, err := r.uploadBlobs(ctx, stage, name, inst)
+	if err != nil {
 		return err
 	}
 	if err := r.e.step(stage, name, "apply", func() error { return a.Apply(ctx, spec) }); err != nil {
