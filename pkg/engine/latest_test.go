@@ -21,11 +21,11 @@ func TestLatestReleaseOfContentNamedVersionsIsTheLastUploaded(t *testing.T) {
 		{Name: "kubernetes", Version: "0+dev.36fee98d16f1", UploadedAt: t0.Add(2 * time.Minute)},
 		{Name: "other", Version: "0+dev.ffffffffffff", UploadedAt: t0.Add(time.Hour)},
 	}
-	got, ok := matchRelease(rels, manifest.Release{Name: "kubernetes", Version: "latest"})
+	got, ok := MatchRelease(rels, manifest.Release{Name: "kubernetes", Version: "latest"})
 	assert.True(t, ok)
 	assert.Equal(t, "0+dev.b0e2160cddf3", got.Version)
 
-	got, ok = matchRelease(rels, manifest.Release{Name: "kubernetes", Version: "0+dev.c1eb89bd5fac"})
+	got, ok = MatchRelease(rels, manifest.Release{Name: "kubernetes", Version: "0+dev.c1eb89bd5fac"})
 	assert.True(t, ok)
 	assert.Equal(t, "0+dev.c1eb89bd5fac", got.Version, "an exact version is taken as given")
 
@@ -35,8 +35,8 @@ func TestLatestReleaseOfContentNamedVersionsIsTheLastUploaded(t *testing.T) {
 		{Name: "hello", Version: "2.1", UploadedAt: t0.Add(-time.Hour)},
 		{Name: "hello", Version: "10.0", UploadedAt: t0.Add(-2 * time.Hour)},
 	}
-	got, _ = matchRelease(numbered, manifest.Release{Name: "hello", Version: "latest"})
+	got, _ = MatchRelease(numbered, manifest.Release{Name: "hello", Version: "latest"})
 	assert.Equal(t, "10.0", got.Version, "semantic order, whatever the upload order")
-	got, _ = matchRelease(numbered[:2], manifest.Release{Name: "hello", Version: "latest"})
+	got, _ = MatchRelease(numbered[:2], manifest.Release{Name: "hello", Version: "latest"})
 	assert.Equal(t, "0+dev.10", got.Version, "BOSH's numbered dev versions compare as numbers")
 }

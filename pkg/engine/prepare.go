@@ -218,7 +218,7 @@ func Prepare(ctx context.Context, st state.Reader, blobs *blobstore.Store, in Pr
 	}
 	if pl != nil {
 		for _, r := range pl.Manifest.Releases {
-			row, ok := matchRelease(rels, r)
+			row, ok := MatchRelease(rels, r)
 			if !ok {
 				errs = append(errs, &ReleaseNotUploadedError{Name: r.Name, Version: r.Version, URL: r.URL, SHA1: r.SHA1})
 				continue
@@ -639,7 +639,9 @@ func MatchStemcell(all []state.Stemcell, s manifest.Stemcell) (state.Stemcell, b
 	return best, found
 }
 
-func matchRelease(all []state.Release, r manifest.Release) (state.Release, bool) {
+// MatchRelease is the uploaded release a manifest's releases entry means: its
+// version, or for "latest" (or none) the newest (NewerRelease).
+func MatchRelease(all []state.Release, r manifest.Release) (state.Release, bool) {
 	var best state.Release
 	found := false
 	for _, row := range all {
@@ -649,18 +651,18 @@ func matchRelease(all []state.Release, r manifest.Release) (state.Release, bool)
 		if r.Version != "latest" && r.Version != "" && row.Version != r.Version {
 			continue
 		}
-		if !found || newerRelease(row, best) {
+		if !found || NewerRelease(row, best) {
 			best, found = row, true
 		}
 	}
 	return best, found
 }
 
-// newerRelease orders uploaded releases for `version: latest`. Versions
+// NewerRelease orders uploaded releases for `version: latest`. Versions
 // upload-release gives a release directory name its content
 // (0+dev.<hash>): their order is the upload order, as a hash says nothing
 // about which is newer.
-func newerRelease(a, b state.Release) bool {
+func NewerRelease(a, b state.Release) bool {
 	if contentNamed(a.Version) && contentNamed(b.Version) {
 		return a.UploadedAt.After(b.UploadedAt)
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kpaas/kpaas/pkg/cmdutil"
+	"github.com/kpaas/kpaas/pkg/engine"
+	"github.com/kpaas/kpaas/pkg/manifest"
 	"github.com/kpaas/kpaas/pkg/state"
 	"github.com/kpaas/kpaas/pkg/ui"
 )
@@ -68,7 +70,8 @@ func deploymentsRun(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return fmt.Errorf("listing deployments: %w", err)
 	}
-	// "latest" in a manifest means the highest uploaded version: show that.
+	// "latest" in a manifest means what deploy takes (the highest uploaded
+	// version; for releases, engine.MatchRelease): show that.
 	rels, err := s.Releases(ctx)
 	if err != nil {
 		return fmt.Errorf("listing releases: %w", err)
@@ -77,10 +80,7 @@ func deploymentsRun(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return fmt.Errorf("listing stemcells: %w", err)
 	}
-	relVersions, scVersions := map[string][]string{}, map[string][]string{}
-	for _, r := range rels {
-		relVersions[r.Name] = append(relVersions[r.Name], r.Version)
-	}
+	scVersions := map[string][]string{}
 	for _, sc := range scs {
 		scVersions[sc.OS] = append(scVersions[sc.OS], sc.Version)
 		if sc.Name != sc.OS {
@@ -102,7 +102,11 @@ func deploymentsRun(ctx context.Context, opts *Options) error {
 		sum := cmdutil.SummarizeManifest(d.Manifest)
 		v := deploymentView{Name: d.Name, Releases: []string{}, Stemcells: []string{}, Instances: len(ds.Instances), Serial: d.Serial}
 		for _, r := range sum.Releases {
-			v.Releases = append(v.Releases, r.Name+"/"+resolve(r.Version, relVersions[r.Name]))
+			version := r.Version
+			if row, ok := engine.MatchRelease(rels, manifest.Release{Name: r.Name, Version: r.Version}); ok {
+				version = row.Version
+			}
+			v.Releases = append(v.Releases, r.Name+"/"+version)
 		}
 		for _, sc := range sum.Stemcells {
 			name := sc.OS

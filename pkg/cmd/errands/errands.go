@@ -14,6 +14,8 @@ import (
 
 	"github.com/kpaas/kpaas/pkg/blobstore"
 	"github.com/kpaas/kpaas/pkg/cmdutil"
+	"github.com/kpaas/kpaas/pkg/engine"
+	"github.com/kpaas/kpaas/pkg/manifest"
 	"github.com/kpaas/kpaas/pkg/release"
 	"github.com/kpaas/kpaas/pkg/state"
 	"github.com/kpaas/kpaas/pkg/ui"
@@ -121,10 +123,8 @@ func colocatedErrands(ctx context.Context, opts *Options, s state.Store, sum cmd
 	if err != nil {
 		return nil, []string{fmt.Sprintf("listing releases, so colocated errands are not shown: %v", err)}
 	}
-	versions := map[string][]string{}
 	rows := map[string]state.Release{}
 	for _, r := range rels {
-		versions[r.Name] = append(versions[r.Name], r.Version)
 		rows[r.Name+"/"+r.Version] = r
 	}
 	wanted := map[string]string{} // release name -> version in the manifest
@@ -136,11 +136,11 @@ func colocatedErrands(ctx context.Context, opts *Options, s state.Store, sum cmd
 	bsTried := false
 	tarballs := map[string]*release.Tarball{} // name/version -> tarball (nil: unreadable)
 	isErrand := func(rel, job string) bool {
-		v, ok := cmdutil.ResolveVersion(wanted[rel], versions[rel])
+		row, ok := engine.MatchRelease(rels, manifest.Release{Name: rel, Version: wanted[rel]})
 		if !ok {
 			return false
 		}
-		key := rel + "/" + v
+		key := rel + "/" + row.Version
 		tb, seen := tarballs[key]
 		if !seen {
 			if !bsTried {

@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kpaas/kpaas/pkg/cmdutil"
+	"github.com/kpaas/kpaas/pkg/engine"
+	"github.com/kpaas/kpaas/pkg/manifest"
 	"github.com/kpaas/kpaas/pkg/state"
 	"github.com/kpaas/kpaas/pkg/ui"
 )
@@ -31,8 +33,9 @@ func NewCmdReleases(f *cmdutil.Factory, runF func(*Options) error) *cobra.Comman
 		Use:   "releases",
 		Short: "List uploaded releases and the deployments using them",
 		Long: `List every uploaded release version, newest first within a name: its commit hash,
-the deployments whose last successful manifest uses it ("latest" counts for the
-highest version), and when it was uploaded. Upload with kpaas upload-release.`,
+the deployments whose last successful manifest uses it ("latest" is what deploy takes:
+the highest version, or the last uploaded of the 0+dev.<hash> versions upload-release
+gives a release directory), and when it was uploaded. Upload with kpaas upload-release.`,
 		Example: "  kpaas releases\n  kpaas releases --json | jq -r '.[] | select(.deployments == []) | .name + \"/\" + .version'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -71,15 +74,13 @@ func releasesRun(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return fmt.Errorf("listing deployments: %w", err)
 	}
-	versions := map[string][]string{}
-	for _, r := range rels {
-		versions[r.Name] = append(versions[r.Name], r.Version)
-	}
+	// "latest" means what deploy takes (engine.MatchRelease): the highest
+	// version, or for content-named dev versions the last uploaded.
 	used := map[string][]string{} // name/version -> deployments
 	for _, d := range deps {
 		for _, r := range cmdutil.SummarizeManifest(d.Manifest).Releases {
-			if v, ok := cmdutil.ResolveVersion(r.Version, versions[r.Name]); ok {
-				used[r.Name+"/"+v] = append(used[r.Name+"/"+v], d.Name)
+			if row, ok := engine.MatchRelease(rels, manifest.Release{Name: r.Name, Version: r.Version}); ok {
+				used[row.Name+"/"+row.Version] = append(used[row.Name+"/"+row.Version], d.Name)
 			}
 		}
 	}
@@ -87,7 +88,7 @@ func releasesRun(ctx context.Context, opts *Options) error {
 		if rels[i].Name != rels[j].Name {
 			return rels[i].Name < rels[j].Name
 		}
-		return cmdutil.CompareVersions(rels[i].Version, rels[j].Version) > 0
+		return engine.NewerRelease(rels[i], rels[j])
 	})
 	views := make([]releaseView, 0, len(rels))
 	for _, r := range rels {

@@ -117,3 +117,25 @@ func TestReleasesNone(t *testing.T) {
 	assert.Empty(t, out.String())
 	assert.Equal(t, "No releases. Upload one with: kpaas upload-release RELEASE.tgz\n", errOut.String())
 }
+
+// Versions upload-release names by content (0+dev.<hash>) say nothing about
+// which is newer: "latest" is the last uploaded, as deploy takes it, not the
+// largest hash.
+func TestReleasesLatestOfContentNamedVersionsIsTheLastUploaded(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := cmdutiltest.Open(t, dir, func() time.Time { return t0 })
+	for _, r := range []state.Release{
+		{Name: "kubernetes", Version: "0+dev.ffff00000000", SHA256: "s1", UploadedAt: t0},
+		{Name: "kubernetes", Version: "0+dev.0000ffff0000", SHA256: "s2", UploadedAt: t0.Add(time.Hour)},
+	} {
+		require.NoError(t, s.SaveRelease(ctx, r))
+	}
+	cmdutiltest.Seed(t, s, "k8s", "name: k8s\nreleases: [{name: kubernetes, version: latest}]\n", nil)
+	open := func(ctx context.Context) (state.Store, error) { return state.Open(ctx, dir, state.Options{}) }
+	ios, _, stdout, _ := ui.Test()
+	require.NoError(t, releasesRun(ctx, &Options{IO: ios, State: open, Now: func() time.Time { return t0.Add(2 * time.Hour) }}))
+	assert.Equal(t, ""+
+		"kubernetes\t0+dev.0000ffff0000\t-\tk8s\t2026-03-04T11:00:00Z\n"+
+		"kubernetes\t0+dev.ffff00000000\t-\t-\t2026-03-04T10:00:00Z\n", stdout.String())
+}
