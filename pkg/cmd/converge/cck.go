@@ -158,11 +158,7 @@ func Scan(ctx context.Context, env *deploy.Env, dep string) ([]Problem, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := engine.ClientKey(ctx, env.Store)
-	if err != nil {
-		return nil, err
-	}
-	eng, err := env.Engine(ctx, nil, nil)
+	dial, err := agentDialer(ctx, env)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +202,7 @@ func Scan(ctx context.Context, env *deploy.Env, dep string) ([]Problem, error) {
 			if len(vm.IPs) == 0 {
 				break
 			}
-			a := eng.Dial(agentclient.Target{Name: i.Name(), Address: net.JoinHostPort(vm.IPs[0], "6868"), HostKey: vm.SSHHostKey, Signer: key.Signer})
+			a := dial(i.Name(), vm)
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err := a.Ping(pctx)
 			if err == nil {
@@ -452,6 +448,22 @@ func cpisOf(ctx context.Context, env *deploy.Env, dep string) (func(az string) (
 	}, nil
 }
 
+// agentDialer talks to a VM's agent (its first IP, pinned host key) with
+// kpaas's client key.
+func agentDialer(ctx context.Context, env *deploy.Env) (func(name string, vm state.VM) engine.Agent, error) {
+	key, err := engine.ClientKey(ctx, env.Store)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := env.Engine(ctx, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return func(name string, vm state.VM) engine.Agent {
+		return eng.Dial(agentclient.Target{Name: name, Address: net.JoinHostPort(vm.IPs[0], "6868"), HostKey: vm.SSHHostKey, Signer: key.Signer})
+	}, nil
+}
+
 // rebootAgentTimeout bounds the wait for a rebooted VM's agent.
 var rebootAgentTimeout = 5 * time.Minute
 
@@ -490,15 +502,11 @@ func reboot(ctx context.Context, env *deploy.Env, opts *CCKOptions, p *Problem) 
 	if err := c.RebootVM(ctx, cpi.VMCID(vm.CID)); err != nil {
 		return fmt.Errorf("reboot_vm %s: %w", vm.CID, err)
 	}
-	key, err := engine.ClientKey(ctx, env.Store)
+	dial, err := agentDialer(ctx, env)
 	if err != nil {
 		return err
 	}
-	eng, err := env.Engine(ctx, nil, nil)
-	if err != nil {
-		return err
-	}
-	a := eng.Dial(agentclient.Target{Name: p.Instance, Address: net.JoinHostPort(vm.IPs[0], "6868"), HostKey: vm.SSHHostKey, Signer: key.Signer})
+	a := dial(p.Instance, vm)
 	deadline := time.Now().Add(rebootAgentTimeout)
 	var last error
 	for {

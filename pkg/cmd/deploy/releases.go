@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -87,18 +86,15 @@ func (e *Env) importCompiled(ctx context.Context, r *StoredRelease) error {
 // Prepare's error. It reports whether it uploaded any; an error says which
 // release could not be fetched.
 func uploadFromURLs(ctx context.Context, env *Env, prepErr error, now func() time.Time, progress io.Writer) (bool, error) {
+	// Prepare joins one error per problem: collect every missing release.
 	var missing []*engine.ReleaseNotUploadedError
 	var walk func(error)
 	walk = func(err error) {
-		var m *engine.ReleaseNotUploadedError
-		switch {
-		case errors.As(err, &m) && errors.Unwrap(err) == nil:
+		if m, ok := err.(*engine.ReleaseNotUploadedError); ok {
 			missing = append(missing, m)
-		default:
-			if j, ok := err.(interface{ Unwrap() []error }); ok {
-				for _, e := range j.Unwrap() {
-					walk(e)
-				}
+		} else if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
 			}
 		}
 	}
