@@ -59,7 +59,9 @@ manifest declares are generated and kept in the state, encrypted), check it agai
 cloud-config and runtime-config, show what will change per instance and why, then roll it
 out: packages compiled (once per stemcell, cached), instance groups in order, canaries then
 max_in_flight at a time, AZ by AZ. The first failure stops the deploy and leaves the rest
-untouched; Ctrl-C finishes what is in flight, saves and exits 2.
+untouched; Ctrl-C finishes what is in flight, saves and exits 2. A release the manifest
+names with a url that is not uploaded yet is downloaded (its sha1 checked) and uploaded
+first, as bosh deploy does.
 
 --dry-run (or ` + "`kpaas plan`" + `) writes nothing and calls no CPI.`,
 		Example: `  kpaas deploy -d hello hello.yml
